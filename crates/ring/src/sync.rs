@@ -1,18 +1,16 @@
-//! Atomics and threads, switched to loom's model-checked versions under `--cfg loom`.
+//! Atomics, cells and `Arc`, switched to loom's model-checked versions under `--cfg loom`.
 //!
-//! Every atomic the queues use comes from here, so a `RUSTFLAGS="--cfg loom"` build
-//! model-checks the real code rather than a copy of it.
+//! Every atomic and every shared cell the queues use comes from here, so a
+//! `RUSTFLAGS="--cfg loom"` build model-checks the real code rather than a copy of it.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
-#[allow(unused_imports)]
 pub(crate) use loom::sync::Arc;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
-#[allow(unused_imports)]
 pub(crate) use std::sync::Arc;
 
 /// Aligns (and so pads) its content to a cache line, so that the producer's and the
@@ -27,5 +25,78 @@ impl<T> core::ops::Deref for CachePadded<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+/// A cell whose accesses loom checks for data races; a plain `UnsafeCell` otherwise.
+///
+/// The closure-based API is loom's: it lets loom record every access.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(v: T) -> Self {
+        UnsafeCell(core::cell::UnsafeCell::new(v))
+    }
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// Records, for loom, which bytes of a raw data region each side touches.
+///
+/// The variable-length queue hands out `&[u8]`/`&mut [u8]` into raw memory that loom
+/// cannot see. Under `--cfg loom` this keeps one loom cell per granule of the region
+/// and "touches" the granules a frame covers when the producer hands them out and when
+/// the consumer reads them, so loom reports any missing happens-before between a write
+/// and a later read (or a read and a later overwrite). Without loom it is empty and
+/// every call compiles to nothing.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    #[cfg(loom)]
+    cells: Vec<loom::cell::UnsafeCell<()>>,
+    #[cfg(loom)]
+    granule: usize,
+}
+
+impl Tracker {
+    #[allow(unused_variables)]
+    pub(crate) fn new(bytes: usize, granule: usize) -> Tracker {
+        Tracker {
+            #[cfg(loom)]
+            cells: (0..bytes / granule).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+            #[cfg(loom)]
+            granule,
+        }
+    }
+
+    /// The producer is about to write `len` bytes at `off`.
+    #[inline(always)]
+    #[allow(unused_variables)]
+    pub(crate) fn write(&self, off: usize, len: usize) {
+        #[cfg(loom)]
+        for c in &self.cells[off / self.granule..(off + len).div_ceil(self.granule)] {
+            c.with_mut(|_| ());
+        }
+    }
+
+    /// The consumer is about to read `len` bytes at `off`.
+    #[inline(always)]
+    #[allow(unused_variables)]
+    pub(crate) fn read(&self, off: usize, len: usize) {
+        #[cfg(loom)]
+        for c in &self.cells[off / self.granule..(off + len).div_ceil(self.granule)] {
+            c.with(|_| ());
+        }
     }
 }

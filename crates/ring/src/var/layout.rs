@@ -1,0 +1,231 @@
+//! The region layout: a `#[repr(C)]`-style header at fixed offsets, then the data.
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 8 | magic `"TSHMVARQ"` (u64 LE) |
+//! | 8 | 4 | layout version (u32) |
+//! | 12 | 4 | frame alignment (u32, power of two, 8..=4096) |
+//! | 16 | 8 | capacity of the data area in bytes (u64, power of two) |
+//! | 24 | 8 | offset of the data area (u64, = 384) |
+//! | 128 | 8 | write index (`AtomicU64`, bytes ever written; own cache-line pair) |
+//! | 256 | 8 | read index (`AtomicU64`, bytes ever released; own cache-line pair) |
+//! | 384 | capacity | frames |
+//!
+//! Indices are free-running byte counters: a frame at index `i` lives at data offset
+//! `i % capacity`, and `write - read` is the number of bytes in use. They are offsets,
+//! never pointers, so two processes that map the region at different addresses agree.
+//! Fields are accessed through raw offsets rather than a `&Header`, so the region only
+//! needs 8-byte alignment (128 keeps the indices on separate cache-line pairs).
+
+use super::error::{AttachError, InitError};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Magic number at offset 0 (`"TSHMVARQ"`).
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TSHMVARQ");
+/// Layout version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes before the data area.
+pub const HEADER_LEN: usize = 384;
+/// Default frame alignment: 8 bytes (see the crate docs for 8 versus 64).
+pub const DEFAULT_ALIGN: usize = 8;
+/// Largest supported capacity (2^48 bytes).
+pub const MAX_CAPACITY: usize = 1 << 48;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_ALIGN: usize = 12;
+const OFF_CAPACITY: usize = 16;
+const OFF_DATA: usize = 24;
+const OFF_WRITE: usize = 128;
+const OFF_READ: usize = 256;
+
+// The index atomics must fit their slots (true for std's and loom's types).
+const _: () = assert!(core::mem::size_of::<AtomicU64>() <= 128 && core::mem::align_of::<AtomicU64>() <= 8);
+
+/// The shape of a var queue: data capacity and frame alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes of the data area: a power of two, at least 4 × `align`.
+    pub capacity: usize,
+    /// Frame alignment: a power of two in `8..=4096`. Default 8.
+    pub align: usize,
+}
+
+impl Config {
+    /// A config with the default alignment.
+    ///
+    /// ```
+    /// let c = tcpshm_ring::var::Config::new(1 << 20);
+    /// assert_eq!((c.capacity, c.align), (1 << 20, 8));
+    /// ```
+    pub const fn new(capacity: usize) -> Config {
+        Config { capacity, align: DEFAULT_ALIGN }
+    }
+
+    /// Checks the config.
+    ///
+    /// ```
+    /// assert!(tcpshm_ring::var::Config::new(1000).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), InitError> {
+        if !self.align.is_power_of_two() || !(8..=4096).contains(&self.align) {
+            return Err(InitError::BadAlign(self.align));
+        }
+        if !self.capacity.is_power_of_two() || self.capacity < 4 * self.align || self.capacity > MAX_CAPACITY {
+            return Err(InitError::BadCapacity(self.capacity));
+        }
+        Ok(())
+    }
+
+    /// Largest payload a queue of this shape accepts: half the data area less the
+    /// frame header, so that a frame always fits eventually whatever the wrap point.
+    ///
+    /// ```
+    /// assert_eq!(tcpshm_ring::var::Config::new(1 << 20).max_payload(), (1 << 19) - 8);
+    /// ```
+    pub const fn max_payload(&self) -> usize {
+        let half = self.capacity / 2 - super::frame::FRAME_HEADER_LEN;
+        let wire = u32::MAX as usize - super::frame::FRAME_HEADER_LEN;
+        if half < wire {
+            half
+        } else {
+            wire
+        }
+    }
+}
+
+/// Bytes a region needs for `capacity` bytes of data (header + capacity).
+///
+/// ```
+/// assert_eq!(tcpshm_ring::var::region_size(4096), 384 + 4096);
+/// ```
+pub const fn region_size(capacity: usize) -> usize {
+    HEADER_LEN + capacity
+}
+
+/// Validated, immutable facts about a region, copied out of its header once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) capacity: u64,
+    pub(crate) align: u64,
+}
+
+impl Geometry {
+    pub(crate) fn config(&self) -> Config {
+        Config { capacity: self.capacity as usize, align: self.align as usize }
+    }
+}
+
+/// Pointers into a region, valid as long as the region is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw {
+    pub(crate) base: *mut u8,
+}
+
+impl Raw {
+    #[inline(always)]
+    pub(crate) fn write_index(&self) -> &AtomicU64 {
+        // SAFETY: `base` is 8-aligned and the region holds a formatted header (checked
+        // by `format` or `validate` before any `Raw` is used), where an `AtomicU64`
+        // lives at OFF_WRITE; it is only ever accessed atomically after formatting.
+        unsafe { &*(self.base.add(OFF_WRITE) as *const AtomicU64) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn read_index(&self) -> &AtomicU64 {
+        // SAFETY: as for `write_index`, at OFF_READ.
+        unsafe { &*(self.base.add(OFF_READ) as *const AtomicU64) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn data(&self) -> *mut u8 {
+        // SAFETY: HEADER_LEN is within the region (its length was checked).
+        unsafe { self.base.add(HEADER_LEN) }
+    }
+}
+
+/// Writes a fresh header (indices zero) into the region at `base`.
+///
+/// # Safety
+/// `base..base + len` must be writable memory not accessed by anyone else during the
+/// call.
+pub(crate) unsafe fn format(base: *mut u8, len: usize, cfg: Config) -> Result<Geometry, InitError> {
+    cfg.validate()?;
+    if !(base as usize).is_multiple_of(8) {
+        return Err(InitError::Misaligned(base as usize));
+    }
+    let need = region_size(cfg.capacity);
+    if len != need {
+        return Err(InitError::RegionSize { need, have: len });
+    }
+    // SAFETY: the caller gives us exclusive access to `len >= HEADER_LEN` bytes at an
+    // 8-aligned `base`; every field offset is aligned for its type.
+    unsafe {
+        // Clear first so a half-formatted region never shows the magic.
+        base.cast::<u64>().write_volatile(0);
+        base.add(OFF_VERSION).cast::<u32>().write(VERSION.to_le());
+        base.add(OFF_ALIGN).cast::<u32>().write((cfg.align as u32).to_le());
+        base.add(OFF_CAPACITY).cast::<u64>().write((cfg.capacity as u64).to_le());
+        base.add(OFF_DATA).cast::<u64>().write((HEADER_LEN as u64).to_le());
+        base.add(OFF_WRITE).cast::<AtomicU64>().write(AtomicU64::new(0));
+        base.add(OFF_READ).cast::<AtomicU64>().write(AtomicU64::new(0));
+    }
+    // Magic last, after a release fence: whoever sees the magic sees a whole header.
+    core::sync::atomic::fence(Ordering::Release);
+    // SAFETY: as above.
+    unsafe { base.add(OFF_MAGIC).cast::<u64>().write_volatile(MAGIC.to_le()) };
+    Ok(Geometry { capacity: cfg.capacity as u64, align: cfg.align as u64 })
+}
+
+/// Reads and checks the header and indices of an existing region.
+///
+/// # Safety
+/// `base..base + len` must be readable memory that stays mapped during the call.
+pub(crate) unsafe fn validate(base: *mut u8, len: usize) -> Result<Geometry, AttachError> {
+    if !(base as usize).is_multiple_of(8) {
+        return Err(AttachError::Misaligned(base as usize));
+    }
+    if len < HEADER_LEN {
+        return Err(AttachError::TooShort(len));
+    }
+    // Volatile reads: another process may be writing this memory; each field is read
+    // exactly once and only the checked copy is used afterwards.
+    // SAFETY: `len >= HEADER_LEN`, `base` is 8-aligned, every offset is aligned.
+    let (magic, version, align, capacity, data) = unsafe {
+        (
+            u64::from_le(base.add(OFF_MAGIC).cast::<u64>().read_volatile()),
+            u32::from_le(base.add(OFF_VERSION).cast::<u32>().read_volatile()),
+            u32::from_le(base.add(OFF_ALIGN).cast::<u32>().read_volatile()),
+            u64::from_le(base.add(OFF_CAPACITY).cast::<u64>().read_volatile()),
+            u64::from_le(base.add(OFF_DATA).cast::<u64>().read_volatile()),
+        )
+    };
+    core::sync::atomic::fence(Ordering::Acquire);
+    if magic != MAGIC {
+        return Err(AttachError::BadMagic(magic));
+    }
+    if version != VERSION {
+        return Err(AttachError::BadVersion { found: version, expected: VERSION });
+    }
+    if data != HEADER_LEN as u64 {
+        return Err(AttachError::BadDataOffset(data));
+    }
+    if !align.is_power_of_two() || !(8..=4096).contains(&align) {
+        return Err(AttachError::BadAlign(align));
+    }
+    let align = align as u64;
+    if !capacity.is_power_of_two() || capacity < 4 * align || capacity > MAX_CAPACITY as u64 {
+        return Err(AttachError::BadCapacity(capacity));
+    }
+    let header = HEADER_LEN as u64 + capacity;
+    if header != len as u64 {
+        return Err(AttachError::LengthMismatch { header, region: len });
+    }
+    let raw = Raw { base };
+    let read = raw.read_index().load(Ordering::Acquire);
+    let write = raw.write_index().load(Ordering::Acquire);
+    if read > write || write - read > capacity || !read.is_multiple_of(align) || !write.is_multiple_of(align) {
+        return Err(AttachError::BadIndices { read, write });
+    }
+    Ok(Geometry { capacity, align })
+}

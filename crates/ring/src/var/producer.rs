@@ -1,0 +1,234 @@
+//! The writing end of a var queue.
+
+use super::error::{AllocError, Corrupt, NothingAllocated};
+use super::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
+use super::layout::Config;
+use super::region::Ring;
+use crate::sync::Ordering;
+use core::marker::PhantomData;
+
+/// A frame handed out by `alloc` and not yet pushed.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Bytes skipped by a wrap marker before the frame (0 if none).
+    skip: u64,
+    /// Payload length.
+    len: u32,
+}
+
+/// The writing end of a var queue: [`alloc`](Producer::alloc) a frame in place, write
+/// the payload, [`push`](Producer::push) it.
+///
+/// `Send`, not `Clone`, not `Sync`: one producer per queue.
+///
+/// ```
+/// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(1024);
+/// let buf = p.alloc(3).unwrap().expect("room");
+/// buf.copy_from_slice(b"abc");
+/// p.push(42).unwrap();
+/// let m = c.front().unwrap().unwrap();
+/// assert_eq!((m.msg_type(), m.payload()), (42, &b"abc"[..]));
+/// ```
+#[derive(Debug)]
+pub struct Producer<'a> {
+    ring: Ring,
+    /// Our index, including frames staged by `push_more` and not yet published.
+    write: u64,
+    /// The last index we published to the consumer.
+    published: u64,
+    /// Last read index of the consumer we saw; `<=` the real one.
+    cached_read: u64,
+    pending: Option<Pending>,
+    _region: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: the producer's raw pointers address a region that outlives it (the lifetime,
+// an `Arc`, or the `attach_raw` contract) and that only this producer writes frames
+// into; moving it to another thread is sound.
+unsafe impl Send for Producer<'_> {}
+
+impl<'a> Producer<'a> {
+    pub(crate) fn new(ring: Ring) -> Producer<'a> {
+        let write = ring.raw.write_index().load(Ordering::Acquire);
+        let read = ring.raw.read_index().load(Ordering::Acquire);
+        Producer { ring, write, published: write, cached_read: read, pending: None, _region: PhantomData }
+    }
+
+    /// Rereads the consumer's index, refusing an impossible one.
+    #[inline]
+    fn refresh_read(&mut self) -> Result<(), Corrupt> {
+        // Acquire: the consumer's reads of the bytes it released happen before we
+        // overwrite them.
+        let r = self.ring.raw.read_index().load(Ordering::Acquire);
+        if r < self.cached_read || r > self.published || !r.is_multiple_of(self.ring.align) {
+            return Err(Corrupt::ReadIndex { read: r, write: self.published });
+        }
+        self.cached_read = r;
+        Ok(())
+    }
+
+    /// Reserves a frame for a `len`-byte payload and returns the payload bytes, in
+    /// place in the ring, to be filled and then published by [`push`](Self::push) or
+    /// [`push_more`](Self::push_more).
+    ///
+    /// `Ok(None)` when there is no room now (backpressure: try again after the consumer
+    /// pops); `Err(TooLarge)` when `len` exceeds [`max_payload`](Self::max_payload) (it
+    /// never will fit). A second `alloc` before `push` replaces the first. The bytes
+    /// are not zeroed: they may hold an old message.
+    ///
+    /// ```
+    /// let (mut p, _c) = tcpshm_ring::var::VarQueue::with_capacity(64);
+    /// assert!(p.alloc(p.max_payload() + 1).is_err());
+    /// assert!(p.alloc(24).unwrap().is_some());
+    /// p.push(1).unwrap();
+    /// assert!(p.alloc(24).unwrap().is_some());
+    /// p.push(1).unwrap();
+    /// assert!(p.alloc(24).unwrap().is_none()); // full
+    /// ```
+    #[inline]
+    pub fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, AllocError> {
+        if len > self.ring.max_payload {
+            return Err(AllocError::TooLarge { len, max: self.ring.max_payload });
+        }
+        let frame = align_up((FRAME_HEADER_LEN + len) as u64, self.ring.align);
+        let off = self.write & self.ring.mask;
+        let to_end = self.ring.capacity - off;
+        let skip = if frame > to_end { to_end } else { 0 };
+        let need = skip + frame;
+        if self.write + need - self.cached_read > self.ring.capacity {
+            self.refresh_read()?;
+            if self.write + need - self.cached_read > self.ring.capacity {
+                self.pending = None;
+                return Ok(None);
+            }
+        }
+        let pos = if skip > 0 {
+            self.ring.track_write(off, FRAME_HEADER_LEN as u64);
+            0
+        } else {
+            off
+        };
+        self.ring.track_write(pos, frame);
+        self.pending = Some(Pending { skip, len: len as u32 });
+        // SAFETY: `pos + frame <= capacity` (the frame fits before the end, wrapping
+        // if needed), and bytes `write..write + need` are free: the consumer released
+        // them (acquire above) and will not read them before we publish.
+        Ok(Some(unsafe { core::slice::from_raw_parts_mut(self.ring.at(pos).add(FRAME_HEADER_LEN), len) }))
+    }
+
+    /// Writes the wrap marker (if any), the header and the zeroed padding of the
+    /// pending frame, and advances our index without publishing it.
+    #[inline]
+    fn stage(&mut self, msg_type: u16) -> Result<(), NothingAllocated> {
+        let p = self.pending.take().ok_or(NothingAllocated)?;
+        if p.skip > 0 {
+            let marker = FrameHeader { len: FRAME_HEADER_LEN as u32, msg_type: 0, flags: FLAG_WRAP };
+            // SAFETY: the marker's 8 bytes at `write % capacity` were reserved by
+            // `alloc` (`skip >= 8` because offsets and capacity are multiples of the
+            // alignment) and the slot is 8-aligned.
+            unsafe { self.ring.at(self.write & self.ring.mask).cast::<u64>().write(marker.to_word().to_le()) };
+            self.write += p.skip;
+        }
+        let pos = self.write & self.ring.mask;
+        let len = FRAME_HEADER_LEN as u32 + p.len;
+        let frame = align_up(len as u64, self.ring.align);
+        let header = FrameHeader { len, msg_type, flags: 0 };
+        // SAFETY: `pos..pos + frame` was reserved by `alloc`; `pos` is 8-aligned. The
+        // padding after the payload is zeroed so no stale bytes leave the ring.
+        unsafe {
+            let at = self.ring.at(pos);
+            at.cast::<u64>().write(header.to_word().to_le());
+            at.add(len as usize).write_bytes(0, (frame - len as u64) as usize);
+        }
+        self.write += frame;
+        Ok(())
+    }
+
+    /// Publishes the frame from the last [`alloc`](Self::alloc) (and any staged by
+    /// [`push_more`](Self::push_more)) with message type `msg_type`.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// assert!(p.push(1).is_err()); // nothing allocated
+    /// p.alloc(0).unwrap().unwrap();
+    /// p.push(9).unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().payload(), b"");
+    /// ```
+    #[inline]
+    pub fn push(&mut self, msg_type: u16) -> Result<(), NothingAllocated> {
+        self.stage(msg_type)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Completes the frame from the last [`alloc`](Self::alloc) but does not publish
+    /// it: the consumer sees it, with every frame staged before it, at the next
+    /// [`publish`](Self::publish) or [`push`](Self::push) — one index store for a batch.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// for t in 0..3 {
+    ///     p.alloc(1).unwrap().unwrap()[0] = t as u8;
+    ///     p.push_more(t).unwrap();
+    /// }
+    /// assert!(c.front().unwrap().is_none());
+    /// p.publish();
+    /// assert_eq!(c.front().unwrap().unwrap().msg_type(), 0);
+    /// ```
+    #[inline]
+    pub fn push_more(&mut self, msg_type: u16) -> Result<(), NothingAllocated> {
+        self.stage(msg_type)
+    }
+
+    /// Makes every staged frame visible to the consumer (one release store).
+    #[inline]
+    pub fn publish(&mut self) {
+        if self.write != self.published {
+            self.published = self.write;
+            // Release: the frames' bytes happen before the consumer sees the index.
+            self.ring.raw.write_index().store(self.write, Ordering::Release);
+        }
+    }
+
+    /// Largest payload [`alloc`](Self::alloc) accepts: half the capacity less the
+    /// 8-byte frame header.
+    pub fn max_payload(&self) -> usize {
+        self.ring.max_payload
+    }
+
+    /// The queue's layout.
+    pub fn config(&self) -> Config {
+        Config { capacity: self.ring.capacity as usize, align: self.ring.align as usize }
+    }
+
+    /// Bytes free for frames right now (rereads the consumer's index).
+    ///
+    /// ```
+    /// let (p, _c) = tcpshm_ring::var::VarQueue::with_capacity(64);
+    /// assert_eq!(p.free_bytes(), 64);
+    /// ```
+    pub fn free_bytes(&self) -> u64 {
+        let r = self.ring.raw.read_index().load(Ordering::Acquire);
+        self.ring.capacity - (self.write - r.min(self.write))
+    }
+
+    /// Bytes ever written, including staged frames (a free-running index).
+    pub fn write_index(&self) -> u64 {
+        self.write
+    }
+
+    /// Bytes ever published.
+    pub fn published_index(&self) -> u64 {
+        self.published
+    }
+
+    /// Bytes frame size of a `len`-byte payload in this queue (header + padding).
+    ///
+    /// ```
+    /// let (p, _c) = tcpshm_ring::var::VarQueue::with_capacity(64);
+    /// assert_eq!(p.frame_size(1), 16);
+    /// ```
+    pub fn frame_size(&self, len: usize) -> u64 {
+        align_up((FRAME_HEADER_LEN + len) as u64, self.ring.align)
+    }
+}
