@@ -1,0 +1,372 @@
+//! Shared bench plumbing, copied verbatim from `crates/ring/benches/common/mod.rs`
+//! (to be deduplicated into one shared crate): argument parsing, cpu pinning, two
+//! pinned threads started together, repeated runs summarised as median and best, and
+//! the report rows that `cargo xtask bench` collects into `target/bench/<suite>.{json,md}`.
+//!
+//! Benchmarks never assert a time: they measure, compare against references measured
+//! in the same run, and report ratios. They do check that every item arrived intact
+//! (a benchmark of a queue that loses data would measure nothing).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::Barrier;
+
+/// Command-line options every ring bench binary accepts.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Short smoke run (CI proves the harness works; figures are meaningless).
+    pub quick: bool,
+    /// Number of repeated runs of each measurement (median and best are reported).
+    pub runs: usize,
+    /// Where to write the JSON report.
+    pub json: Option<std::path::PathBuf>,
+    /// The two cpus producer and consumer are pinned to.
+    pub cpus: (usize, usize),
+    /// Print every run's result to stderr (`--verbose`), to see the spread.
+    pub verbose: bool,
+    /// Run only the measurements whose key contains this (a bare argument, as with
+    /// `cargo bench -- FILTER`).
+    pub filter: Option<String>,
+}
+
+impl Opts {
+    /// Parses `--quick`, `--runs N`, `--json PATH`, `--cpus A,B`, `--verbose` and an
+    /// optional bare `FILTER`; ignores the `--bench` flag cargo passes.
+    pub fn from_args() -> Opts {
+        let mut o = Opts { quick: false, runs: 5, json: None, cpus: (0, 1), verbose: false, filter: None };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => o.quick = true,
+                "--verbose" => o.verbose = true,
+                "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+                "--json" => o.json = args.next().map(Into::into),
+                "--cpus" => {
+                    let v = args.next().expect("--cpus A,B");
+                    let (a, b) = v.split_once(',').expect("--cpus A,B");
+                    o.cpus = (a.parse().expect("cpu"), b.parse().expect("cpu"));
+                }
+                "--bench" => {}
+                f if !f.starts_with('-') => o.filter = Some(f.to_string()),
+                _ => {}
+            }
+        }
+        if o.quick {
+            o.runs = o.runs.min(2);
+        }
+        o.runs = o.runs.max(1);
+        o
+    }
+
+    /// Whether the measurement with key `key` (or key prefix) is selected.
+    pub fn wants(&self, key: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| key.contains(f) || f.contains(key))
+    }
+
+    /// `full` in a full run, `full / 20` (at least `min`) in a quick one.
+    pub fn scale(&self, full: u64, min: u64) -> u64 {
+        if self.quick {
+            (full / 20).max(min)
+        } else {
+            full
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`; returns false (and the bench goes on unpinned)
+/// when the machine has no such cpu or the call is refused.
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    if cpu >= rustix::thread::CpuSet::MAX_CPU {
+        return false;
+    }
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
+fn pin_or_warn(cpu: usize) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !pin_to_cpu(cpu) && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("warning: could not pin a thread to cpu {cpu}; running unpinned");
+    }
+}
+
+/// Runs `a` on a thread pinned to `opts.cpus.0` and `b` on one pinned to `opts.cpus.1`,
+/// both starting right after a barrier (so neither measures the other's spawn), and
+/// returns both results.
+pub fn pair<A, B, RA, RB>(opts: &Opts, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    let barrier = Barrier::new(2);
+    let (ca, cb) = opts.cpus;
+    std::thread::scope(|s| {
+        let barrier = &barrier;
+        let ha = s.spawn(move || {
+            pin_or_warn(ca);
+            barrier.wait();
+            a()
+        });
+        let hb = s.spawn(move || {
+            pin_or_warn(cb);
+            barrier.wait();
+            b()
+        });
+        (ha.join().expect("bench thread panicked"), hb.join().expect("bench thread panicked"))
+    })
+}
+
+/// Runs `f` on a thread pinned to `cpu` (single-threaded references such as memcpy).
+pub fn pinned<R: Send>(cpu: usize, f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            pin_or_warn(cpu);
+            f()
+        })
+        .join()
+        .expect("bench thread panicked")
+    })
+}
+
+/// Runs each contender once per round, `opts.runs` rounds, and returns each one's
+/// results in contender order. Interleaving (rather than all runs of one, then all of
+/// the next) spreads the noise of a shared machine evenly over the contenders.
+pub fn rounds<T: std::fmt::Debug>(opts: &Opts, what: &str, contenders: &mut [&mut dyn FnMut() -> T]) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = contenders.iter().map(|_| Vec::with_capacity(opts.runs)).collect();
+    for run in 0..opts.runs {
+        for (i, (f, o)) in contenders.iter_mut().zip(out.iter_mut()).enumerate() {
+            let r = f();
+            if opts.verbose {
+                eprintln!("{what} #{i} run {run}: {r:?}");
+            }
+            o.push(r);
+        }
+    }
+    out
+}
+
+/// Median and best of repeated measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// The median run.
+    pub median: f64,
+    /// The best run (lowest for latencies, highest for throughputs).
+    pub best: f64,
+}
+
+impl Summary {
+    /// Summary of a lower-is-better measurement (latency).
+    pub fn of_lower_is_better(mut v: Vec<f64>) -> Summary {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Summary { median: median_sorted(&v), best: v[0] }
+    }
+    /// Summary of a higher-is-better measurement (throughput).
+    pub fn of_higher_is_better(mut v: Vec<f64>) -> Summary {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Summary { median: median_sorted(&v), best: v[v.len() - 1] }
+    }
+}
+
+fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `f` `runs` times and summarises.
+pub fn repeat(runs: usize, higher_is_better: bool, mut f: impl FnMut() -> f64) -> Summary {
+    let v: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+    if higher_is_better {
+        Summary::of_higher_is_better(v)
+    } else {
+        Summary::of_lower_is_better(v)
+    }
+}
+
+/// One line of a report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Stable key, e.g. `spsc.u64.single.ours`.
+    pub key: String,
+    /// Human label, e.g. `u64 one at a time — tcpshm-ring`.
+    pub label: String,
+    /// Unit of `median`/`best`, e.g. `Mitems/s`, `ns`.
+    pub unit: &'static str,
+    /// The measurement.
+    pub value: Summary,
+    /// A second view of the same runs in another unit (e.g. GB/s beside msgs/s).
+    pub also: Option<(Summary, &'static str)>,
+    /// Ratios to references measured in the same run, with the reference's name
+    /// (`this / reference`, on medians). The first is the main one.
+    pub ratios: Vec<(String, f64)>,
+    /// The goal this row is judged against, in words, and whether it was met.
+    pub goal: Option<(String, bool)>,
+    /// Whether the row measures a reference (another crate, a floor, the clock), not
+    /// tcpshm; the README snippet lists only tcpshm's rows.
+    pub reference: bool,
+}
+
+impl Row {
+    /// A row without ratio or goal.
+    pub fn new(key: &str, label: &str, unit: &'static str, value: Summary) -> Row {
+        Row {
+            key: key.to_string(),
+            label: label.to_string(),
+            unit,
+            value,
+            also: None,
+            ratios: Vec::new(),
+            goal: None,
+            reference: false,
+        }
+    }
+    /// A row measuring a reference, not tcpshm.
+    pub fn reference(key: &str, label: &str, unit: &'static str, value: Summary) -> Row {
+        Row { reference: true, ..Row::new(key, label, unit, value) }
+    }
+    /// Adds a ratio `this / reference` of medians.
+    pub fn ratio(mut self, reference: &str, x: f64) -> Row {
+        self.ratios.push((reference.to_string(), x));
+        self
+    }
+    /// Sets the goal and whether it was met.
+    pub fn goal(mut self, goal: &str, met: bool) -> Row {
+        self.goal = Some((goal.to_string(), met));
+        self
+    }
+    /// Adds the same runs expressed in another unit.
+    pub fn also(mut self, value: Summary, unit: &'static str) -> Row {
+        self.also = Some((value, unit));
+        self
+    }
+}
+
+/// A bench binary's report: rows printed as a markdown table and written as JSON.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Report name, e.g. `ring.spsc`.
+    pub name: String,
+    /// Rows in print order.
+    pub rows: Vec<Row>,
+    /// How the figures were measured (printed under the table).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// A new empty report.
+    pub fn new(name: &str) -> Report {
+        Report { name: name.to_string(), rows: Vec::new(), notes: Vec::new() }
+    }
+
+    /// Appends a row.
+    pub fn push(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    /// Appends a methodology note.
+    pub fn note(&mut self, note: &str) {
+        self.notes.push(note.to_string());
+    }
+
+    /// The markdown table of all rows, then the notes.
+    pub fn markdown(&self) -> String {
+        let with_also = self.rows.iter().any(|r| r.also.is_some());
+        let mut s = String::from("| measurement | median | best | unit |");
+        s.push_str(if with_also { " also (median) |" } else { "" });
+        s.push_str(" ratio (median) | goal |\n|---|---:|---:|---|");
+        s.push_str(if with_also { "---:|" } else { "" });
+        s.push_str("---|---|\n");
+        for r in &self.rows {
+            let ratio: Vec<String> = r.ratios.iter().map(|(n, x)| format!("{x:.2}x {n}")).collect();
+            let goal = r
+                .goal
+                .as_ref()
+                .map(|(g, ok)| format!("{} ({g})", if *ok { "met" } else { "**missed**" }))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |",
+                r.label,
+                fmt_num(r.value.median),
+                fmt_num(r.value.best),
+                r.unit
+            ));
+            if with_also {
+                let also = r.also.as_ref().map(|(v, u)| format!("{} {u}", fmt_num(v.median))).unwrap_or_default();
+                s.push_str(&format!(" {also} |"));
+            }
+            s.push_str(&format!(" {} | {} |\n", ratio.join(", "), goal));
+        }
+        if !self.notes.is_empty() {
+            s.push('\n');
+            for n in &self.notes {
+                s.push_str(&format!("- {n}\n"));
+            }
+        }
+        s
+    }
+
+    /// Prints the table and writes the JSON file if asked.
+    pub fn finish(&self, opts: &Opts) {
+        println!("\n## {}\n\n{}", self.name, self.markdown());
+        if let Some(path) = &opts.json {
+            let rows: Vec<serde_json::Value> = self
+                .rows
+                .iter()
+                .map(|r| {
+                    let first = r.ratios.first();
+                    let ratios: Vec<serde_json::Value> =
+                        r.ratios.iter().map(|(n, x)| serde_json::json!({"to": n, "ratio": x})).collect();
+                    serde_json::json!({
+                        "key": r.key,
+                        "label": r.label,
+                        "unit": r.unit,
+                        "median": r.value.median,
+                        "best": r.value.best,
+                        "also_unit": r.also.as_ref().map(|(_, u)| *u),
+                        "also_median": r.also.as_ref().map(|(v, _)| v.median),
+                        "also_best": r.also.as_ref().map(|(v, _)| v.best),
+                        "ratio_to": first.map(|(n, _)| n.clone()),
+                        "ratio": first.map(|(_, x)| *x),
+                        "ratios": ratios,
+                        "goal": r.goal.as_ref().map(|(g, _)| g.clone()),
+                        "goal_met": r.goal.as_ref().map(|(_, ok)| *ok),
+                        "reference": r.reference,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "report": self.name,
+                "quick": opts.quick,
+                "runs": opts.runs,
+                "cpus": [opts.cpus.0, opts.cpus.1],
+                "markdown": self.markdown(),
+                "notes": self.notes,
+                "rows": rows,
+            });
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).expect("create report dir");
+            }
+            let mut f = std::fs::File::create(path).expect("create report file");
+            f.write_all(serde_json::to_string_pretty(&doc).unwrap().as_bytes()).expect("write report");
+        }
+    }
+}
+
+/// A number with about three significant digits.
+pub fn fmt_num(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else if x >= 0.1 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}

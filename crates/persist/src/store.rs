@@ -1,0 +1,600 @@
+//! The open store: the send queue of wire frames, the counters, and the file that
+//! holds them.
+
+use crate::error::{Inconsistency, OpenError, StoreError};
+use crate::files::{io_err, Dir};
+use crate::layout::{
+    file_len, read_header, HeaderInfo, COUNTER_LIMIT, HEADER_PAGE, OFF_ACKED, OFF_CONSUMED, OFF_NEXT_SEQ,
+    OFF_SEND_CURSOR,
+};
+use crate::lifecycle::Expect;
+use crate::options::Durability;
+use memmap2::MmapMut;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tcpshm_proto::frame::{msg_type, HEADER_LEN, RING_PREFIX_LEN};
+use tcpshm_proto::Name;
+use tcpshm_ring::var::{self, AllocError, Consumer, Msg, Producer};
+
+// Counters are native `AtomicU64`s in a little-endian file format.
+const _: () = assert!(cfg!(target_endian = "little"), "tcpshm-persist supports little-endian targets only");
+
+/// Source of [`SendCursor`](crate::SendCursor) generations: a cursor made by one
+/// store (or before a rebuild) is refused by another.
+pub(crate) static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The persistent store of one (local, remote) pair: the send queue of messages not
+/// yet acknowledged by the peer, stored as complete wire frames in a mmap'd file, and
+/// the receive side's consumed count. See the crate documentation for the file
+/// layout, the crash-safety argument and the durability modes.
+///
+/// Holding a `Store` holds an exclusive lock on its file: a second open, in this
+/// process or another, fails with [`OpenError::Locked`].
+///
+/// ```
+/// use tcpshm_persist::{Options, Store, OpenOutcome};
+/// use tcpshm_proto::Name;
+/// # let dir = std::env::temp_dir().join(format!("tcpshm-persist-doc-{}", std::process::id()));
+/// let (me, peer) = (Name::new("client").unwrap(), Name::new("server").unwrap());
+/// let (mut store, outcome) = Store::open(&dir, me, peer, &Options::new(1 << 16), None, 0).unwrap();
+/// assert_eq!(outcome, OpenOutcome::Created);
+///
+/// // Zero-copy: write the message in place, then push it with its type and our ack.
+/// store.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
+/// assert_eq!(store.push(7, store.consumed()).unwrap(), 0); // its seq
+///
+/// // The transport writes runs of whole wire frames straight from the mapping.
+/// let cursor = store.cursor_at(0).unwrap();
+/// let run = store.send_run(cursor, 1 << 16).unwrap().unwrap();
+/// assert_eq!((run.count, run.bytes.len()), (1, 32)); // 24-byte header + 5, padded
+///
+/// // The peer consumed it: drop it from the queue.
+/// assert_eq!(store.ack(1).unwrap(), 1);
+/// assert_eq!(store.queue_depth(), 0);
+/// drop(store);
+/// # Store::remove(&dir, me, peer).unwrap();
+/// # std::fs::remove_dir(&dir).ok();
+/// ```
+#[derive(Debug)]
+pub struct Store {
+    // The ring ends first: they point into `map` and are dropped before it.
+    pub(crate) producer: Producer<'static>,
+    pub(crate) consumer: Consumer<'static>,
+    pub(crate) map: MmapMut,
+    pub(crate) base: *mut u8,
+    /// Holds the flock; closed (unlocked) after the mapping is gone.
+    pub(crate) _file: File,
+    pub(crate) dir: Dir,
+    pub(crate) path: PathBuf,
+    pub(crate) info: HeaderInfo,
+    pub(crate) durability: Durability,
+    pub(crate) max_payload: usize,
+    pub(crate) acked: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) consumed: u64,
+    pub(crate) send_cursor: u64,
+    /// Frames staged by `push_more`, not yet published.
+    pub(crate) staged: u64,
+    /// The seq/ack prefix of the frame from the last successful `alloc`.
+    pub(crate) pending: Option<*mut u8>,
+    pub(crate) generation: u64,
+    /// Operations since the last sync (group commit counter).
+    pub(crate) unsynced: u64,
+    /// Anything changed since the last sync.
+    pub(crate) dirty: bool,
+    /// Ring write index at the last sync: data below it is on disk.
+    pub(crate) synced_write: u64,
+}
+
+// SAFETY: the raw pointers (`base`, `pending`) address the store's own mapping, which
+// moves with it; nothing else in the process refers to that mapping (the lock keeps
+// other handles out), so moving the whole store to another thread is sound. It is not
+// `Sync`: every operation needs `&mut self`.
+unsafe impl Send for Store {}
+
+impl Store {
+    /// Maps a locked file and validates all of it: header, names, capacity, length,
+    /// ring, counters and every queued frame.
+    pub(crate) fn from_file(
+        file: File,
+        dir: Dir,
+        path: PathBuf,
+        expect: &Expect,
+        durability: Durability,
+    ) -> Result<Store, OpenError> {
+        let len = file.metadata().map_err(|e| io_err(&path, "fstat", e))?.len();
+        if len < HEADER_PAGE as u64 {
+            return Err(OpenError::Truncated { path, len });
+        }
+        // SAFETY: we hold the file's exclusive lock, so no cooperating process writes
+        // it. A process that ignores the lock and truncates the file would make access
+        // fault (SIGBUS) — documented in the crate docs; every byte read is validated.
+        let mut map = unsafe { memmap2::MmapOptions::new().len(len as usize).map_mut(&file) }
+            .map_err(|e| io_err(&path, "mmap", e))?;
+        let mut page = [0u8; HEADER_PAGE];
+        page.copy_from_slice(&map[..HEADER_PAGE]);
+        let info = read_header(&page).map_err(|source| OpenError::Header { path: path.clone(), source })?;
+        if info.local != expect.local || info.remote != expect.remote {
+            return Err(OpenError::NamesDiffer {
+                path,
+                found: Box::new((info.local, info.remote)),
+                expected: Box::new((expect.local, expect.remote)),
+            });
+        }
+        if let Some(c) = expect.capacity {
+            if c != info.capacity {
+                return Err(OpenError::CapacityDiffers { path, found: info.capacity, expected: c });
+            }
+        }
+        let expected = file_len(info.capacity) as u64;
+        if len != expected {
+            return Err(OpenError::LengthMismatch { path, len, expected });
+        }
+        let base = map.as_mut_ptr();
+        let region = var::region_size(info.capacity);
+        // SAFETY: `base + HEADER_PAGE .. base + len` is inside the mapping, which the
+        // store owns and drops after both ends (field order); the file lock makes these
+        // the only ring ends for the file in any process.
+        let (producer, consumer) = unsafe { var::attach_raw(base.add(HEADER_PAGE), region) }
+            .map_err(|source| OpenError::Ring { path: path.clone(), source })?;
+        let found = producer.config();
+        if (found.capacity, found.align) != (info.capacity, info.align) {
+            let source = var::AttachError::ConfigMismatch {
+                found: (found.capacity, found.align),
+                expected: (info.capacity, info.align),
+            };
+            return Err(OpenError::Ring { path, source });
+        }
+        let max_payload = producer.max_payload() - RING_PREFIX_LEN;
+        let mut store = Store {
+            producer,
+            consumer,
+            map,
+            base,
+            _file: file,
+            dir,
+            path,
+            info,
+            durability,
+            max_payload,
+            acked: 0,
+            next_seq: 0,
+            consumed: 0,
+            send_cursor: 0,
+            staged: 0,
+            pending: None,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            unsynced: 0,
+            dirty: false,
+            synced_write: 0,
+        };
+        store.recover().map_err(|source| OpenError::Inconsistent { path: store.path.clone(), source })?;
+        Ok(store)
+    }
+
+    /// Checks the counters against the queued frames and finishes an interrupted ack.
+    fn recover(&mut self) -> Result<(), Inconsistency> {
+        let load = |s: &Store, field: &'static str, off: usize| {
+            let value = s.counter(off).load(Ordering::Acquire);
+            if value >= COUNTER_LIMIT {
+                return Err(Inconsistency::CounterRange { field, value });
+            }
+            Ok(value)
+        };
+        let acked = load(self, "acked", OFF_ACKED)?;
+        let consumed = load(self, "consumed", OFF_CONSUMED)?;
+        let send_cursor = load(self, "send_cursor", OFF_SEND_CURSOR)?;
+        let hint = load(self, "next_seq", OFF_NEXT_SEQ)?;
+
+        // Walk every published frame: valid wire frames with consecutive seqs.
+        let mut index = self.consumer.read_index();
+        let mut oldest = None;
+        let mut end_seq = 0;
+        while let Some(m) = self.consumer.peek(index).map_err(Inconsistency::Ring)? {
+            let (seq, _, _) = check_frame(&m)?;
+            match oldest {
+                None => oldest = Some(seq),
+                Some(_) if seq != end_seq => {
+                    return Err(Inconsistency::SeqBroken { index: m.index(), expected: end_seq, found: seq })
+                }
+                Some(_) => {}
+            }
+            if seq >= COUNTER_LIMIT {
+                return Err(Inconsistency::CounterRange { field: "queued frame seq", value: seq });
+            }
+            end_seq = seq + 1;
+            index = m.end();
+        }
+        let next_seq = match oldest {
+            None => acked,
+            Some(oldest) if acked < oldest => return Err(Inconsistency::Gap { acked, oldest }),
+            Some(_) if acked > end_seq => {
+                return Err(Inconsistency::Ahead { field: "acked", value: acked, next_seq: end_seq })
+            }
+            Some(_) => end_seq,
+        };
+        // The hint is stored after each publish, so it can lag but never lead.
+        if hint > next_seq {
+            return Err(Inconsistency::Ahead { field: "next_seq hint", value: hint, next_seq });
+        }
+        if send_cursor > next_seq {
+            return Err(Inconsistency::Ahead { field: "send_cursor", value: send_cursor, next_seq });
+        }
+        // Everything checked; only now change the file. `acked` is stored before the
+        // acked frames are released: a crash in between leaves them queued. Release
+        // them now (a crash here again leaves the same repairable state).
+        if let Some(oldest) = oldest {
+            for _ in oldest..acked {
+                self.consumer.pop_more().map_err(|e| match e {
+                    var::PopError::Corrupt(c) => Inconsistency::Ring(c),
+                    var::PopError::Empty => Inconsistency::Ahead { field: "acked", value: acked, next_seq },
+                })?;
+            }
+            self.consumer.release();
+        }
+        self.counter(OFF_NEXT_SEQ).store(next_seq, Ordering::Release);
+        self.acked = acked;
+        self.next_seq = next_seq;
+        self.consumed = consumed;
+        self.send_cursor = send_cursor;
+        self.synced_write = self.producer.published_index();
+        Ok(())
+    }
+
+    // ---- the send queue -------------------------------------------------------
+
+    /// Reserves room for a `len`-byte message and returns its bytes, in place in the
+    /// mapping, to be filled and then published by [`push`](Self::push) (or staged by
+    /// [`push_more`](Self::push_more)). `Ok(None)` when the queue is full now (the peer
+    /// has not acknowledged enough); [`StoreError::TooLarge`] above
+    /// [`max_payload`](Self::max_payload). A second `alloc` replaces the first. The
+    /// bytes are not zeroed.
+    #[inline]
+    pub fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, StoreError> {
+        if len > self.max_payload {
+            return Err(StoreError::TooLarge { len, max: self.max_payload });
+        }
+        match self.producer.alloc(len + RING_PREFIX_LEN) {
+            Ok(Some(buf)) => {
+                let (prefix, msg) = buf.split_at_mut(RING_PREFIX_LEN);
+                self.pending = Some(prefix.as_mut_ptr());
+                Ok(Some(msg))
+            }
+            Ok(None) => {
+                self.pending = None;
+                Ok(None)
+            }
+            Err(AllocError::TooLarge { .. }) => Err(StoreError::TooLarge { len, max: self.max_payload }),
+            Err(AllocError::Corrupt(c)) => Err(StoreError::Corrupt(c)),
+        }
+    }
+
+    /// Publishes the message from the last [`alloc`](Self::alloc) (and any staged by
+    /// [`push_more`](Self::push_more)) with type `msg_type` (a user type) and `ack`
+    /// (our consumed count of the peer's messages, usually [`consumed`](Self::consumed))
+    /// stamped into its header; returns its seq. Visible (and crash-safe) from here.
+    #[inline]
+    pub fn push(&mut self, msg_type: u16, ack: u64) -> Result<u64, StoreError> {
+        let seq = self.push_more(msg_type, ack)?;
+        self.publish()?;
+        Ok(seq)
+    }
+
+    /// Completes the message from the last [`alloc`](Self::alloc) and gives it its
+    /// seq, but does not publish it: a batch becomes visible at once, with one index
+    /// store, at the next [`publish`](Self::publish) or [`push`](Self::push). Until
+    /// then a crash loses the whole batch, never part of it.
+    #[inline]
+    pub fn push_more(&mut self, msg_type: u16, ack: u64) -> Result<u64, StoreError> {
+        if !msg_type::is_user(msg_type) {
+            return Err(StoreError::ReservedType(msg_type));
+        }
+        let p = self.pending.take().ok_or(StoreError::NothingAllocated)?;
+        let seq = self.next_seq + self.staged;
+        // SAFETY: `p` is the first 16 bytes of the payload `alloc` reserved in the
+        // mapping; the producer does not publish or reuse them before `push_more`
+        // below, and `pending` was taken so they are written once.
+        unsafe {
+            p.cast::<[u8; 8]>().write(seq.to_le_bytes());
+            p.add(8).cast::<[u8; 8]>().write(ack.to_le_bytes());
+        }
+        self.producer.push_more(msg_type).map_err(|_| StoreError::NothingAllocated)?;
+        self.staged += 1;
+        Ok(seq)
+    }
+
+    /// Publishes every staged message (one index store), then counts them toward the
+    /// group commit.
+    #[inline]
+    pub fn publish(&mut self) -> Result<(), StoreError> {
+        let n = self.publish_staged();
+        if n == 0 {
+            return Ok(());
+        }
+        self.note_ops(n)
+    }
+
+    #[inline]
+    pub(crate) fn publish_staged(&mut self) -> u64 {
+        let n = self.staged;
+        if n > 0 {
+            // The ring's release store makes the frames visible: the commit point.
+            self.producer.publish();
+            self.next_seq += n;
+            self.staged = 0;
+            // Only a hint (checked at open): stored after the commit point.
+            self.counter(OFF_NEXT_SEQ).store(self.next_seq, Ordering::Relaxed);
+        }
+        n
+    }
+
+    /// The peer has consumed every message below `upto`: drop them from the queue.
+    /// Returns how many were dropped; an ack at or behind the current one is ignored
+    /// (`Ok(0)`); an ack beyond [`next_seq`](Self::next_seq) is refused
+    /// ([`StoreError::AckBeyondSent`]) and never applied.
+    ///
+    /// Crash-safe: `acked` is stored first, then the frames are released; `open`
+    /// finishes the release if a crash came between.
+    #[inline]
+    pub fn ack(&mut self, upto: u64) -> Result<u64, StoreError> {
+        if upto <= self.acked {
+            return Ok(0);
+        }
+        if upto > self.next_seq {
+            return Err(StoreError::AckBeyondSent { upto, next_seq: self.next_seq });
+        }
+        self.counter(OFF_ACKED).store(upto, Ordering::Release);
+        let n = upto - self.acked;
+        for _ in 0..n {
+            self.consumer.pop_more().map_err(|e| match e {
+                var::PopError::Corrupt(c) => StoreError::Corrupt(c),
+                var::PopError::Empty => StoreError::Missing { seq: self.acked },
+            })?;
+        }
+        // Release store: ordered after the `acked` store above.
+        self.consumer.release();
+        self.acked = upto;
+        self.note_ops(1)?;
+        Ok(n)
+    }
+
+    // ---- the receive side and the informational cursor -------------------------
+
+    /// How many of the peer's messages our user has consumed (the receive-side
+    /// commit point; what we ack).
+    #[inline]
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Sets the consumed count (one atomic store). It may only grow.
+    #[inline]
+    pub fn set_consumed(&mut self, n: u64) -> Result<(), StoreError> {
+        if n < self.consumed {
+            return Err(StoreError::ConsumedBackwards { current: self.consumed, requested: n });
+        }
+        if n >= COUNTER_LIMIT {
+            return Err(StoreError::SeqOutOfRange { seq: n, acked: 0, next_seq: COUNTER_LIMIT - 1 });
+        }
+        if n == self.consumed {
+            return Ok(());
+        }
+        self.counter(OFF_CONSUMED).store(n, Ordering::Release);
+        self.consumed = n;
+        self.note_ops(1)
+    }
+
+    /// Adds one to the consumed count (after the user popped one of the peer's
+    /// messages); returns the new count.
+    #[inline]
+    pub fn bump_consumed(&mut self) -> Result<u64, StoreError> {
+        self.set_consumed(self.consumed + 1)?;
+        Ok(self.consumed)
+    }
+
+    /// Seq up to which frames were written to the wire (informational, shown by
+    /// inspection tools; not used for recovery).
+    #[inline]
+    pub fn send_cursor(&self) -> u64 {
+        self.send_cursor
+    }
+
+    /// Records the seq written to the wire. Refused beyond [`next_seq`](Self::next_seq).
+    #[inline]
+    pub fn set_send_cursor(&mut self, seq: u64) -> Result<(), StoreError> {
+        if seq > self.next_seq {
+            return Err(StoreError::SeqOutOfRange { seq, acked: self.acked, next_seq: self.next_seq });
+        }
+        self.counter(OFF_SEND_CURSOR).store(seq, Ordering::Release);
+        self.send_cursor = seq;
+        self.dirty = true;
+        Ok(())
+    }
+
+    // ---- durability -------------------------------------------------------------
+
+    #[inline]
+    fn note_ops(&mut self, n: u64) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.unsynced += n;
+        if let Durability::Sync { every } = self.durability {
+            if every != 0 && self.unsynced >= every as u64 {
+                return self.sync_now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every change made so far to the disk and waits for it (msync of the
+    /// dirty part of the mapping), in any durability mode. Nothing to do: no system call.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.dirty {
+            self.sync_now()?;
+        }
+        Ok(())
+    }
+
+    /// Operations since the last sync.
+    pub fn unsynced(&self) -> u64 {
+        self.unsynced
+    }
+
+    fn sync_now(&mut self) -> Result<(), StoreError> {
+        let cap = self.info.capacity as u64;
+        let (s, w) = (self.synced_write, self.producer.published_index());
+        let data = HEADER_PAGE + var::HEADER_LEN;
+        // The headers (counters, ring indices) always; then data written since the
+        // last sync: up to the write offset, or all of it if the writes wrapped.
+        let hull = if w == s {
+            data
+        } else if w - s >= cap || s % cap >= w % cap {
+            self.map.len()
+        } else {
+            data + (w % cap) as usize
+        };
+        self.map.flush_range(0, hull).map_err(StoreError::Sync)?;
+        self.synced_write = w;
+        self.unsynced = 0;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Changes the durability policy (e.g. to sync only at quiet moments).
+    pub fn set_durability(&mut self, d: Durability) {
+        self.durability = d;
+    }
+
+    // ---- state ------------------------------------------------------------------
+
+    /// Seq of the oldest unacknowledged message (= the peer's consumed count).
+    #[inline]
+    pub fn first_unacked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Seq the next published message gets (= messages ever published this session).
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Messages published and not acknowledged.
+    #[inline]
+    pub fn queue_depth(&self) -> u64 {
+        self.next_seq - self.acked
+    }
+
+    /// Messages staged by [`push_more`](Self::push_more) and not yet published.
+    #[inline]
+    pub fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    /// Ring bytes free for new frames now.
+    #[inline]
+    pub fn free_bytes(&self) -> u64 {
+        self.producer.free_bytes()
+    }
+
+    /// Ring bytes taken by queued (published) frames, padding and wrap skips included.
+    pub fn queued_bytes(&self) -> u64 {
+        self.producer.published_index() - self.consumer.read_index()
+    }
+
+    /// Largest message [`alloc`](Self::alloc) accepts (half the capacity less 24).
+    #[inline]
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Bytes of the send queue ring.
+    pub fn capacity(&self) -> usize {
+        self.info.capacity
+    }
+
+    /// This side's name.
+    pub fn local(&self) -> Name {
+        self.info.local
+    }
+
+    /// The peer's name.
+    pub fn remote(&self) -> Name {
+        self.info.remote
+    }
+
+    /// The remote's epoch, if known.
+    pub fn epoch(&self) -> Option<Name> {
+        self.info.epoch
+    }
+
+    /// Creation time recorded when the file (or its epoch) was made.
+    pub fn created_unix_ns(&self) -> u64 {
+        self.info.created_unix_ns
+    }
+
+    /// The whole immutable header.
+    pub fn header(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durability policy.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    #[inline(always)]
+    fn counter(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= HEADER_PAGE);
+        // SAFETY: `off` is an 8-aligned offset inside the header page of the mapping
+        // (page-aligned base), which lives as long as `self`; these words are only
+        // accessed atomically while the store is open.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+}
+
+impl Drop for Store {
+    /// In [`Durability::Sync`] mode, syncs what is left (best effort: an error cannot
+    /// be reported from `drop`; call [`Store::flush`] to see it).
+    fn drop(&mut self) {
+        if matches!(self.durability, Durability::Sync { .. }) && self.dirty {
+            let _ = self.sync_now();
+        }
+    }
+}
+
+/// Seq, ack and message bytes of a queued frame (the ring payload is `seq ‖ ack ‖ msg`).
+#[inline]
+pub(crate) fn split_frame<'a>(m: &Msg<'a>) -> (u64, u64, &'a [u8]) {
+    let p = m.payload();
+    let seq = u64::from_le_bytes(p[0..8].try_into().expect("checked at open"));
+    let ack = u64::from_le_bytes(p[8..16].try_into().expect("checked at open"));
+    (seq, ack, &p[RING_PREFIX_LEN..])
+}
+
+#[inline]
+pub(crate) fn frame_seq(m: &Msg<'_>) -> u64 {
+    split_frame(m).0
+}
+
+/// Checks a queued frame is a valid user wire frame; returns its seq, ack and type.
+fn check_frame(m: &Msg<'_>) -> Result<(u64, u64, u16), Inconsistency> {
+    let bad = |reason| Inconsistency::BadFrame { index: m.index(), reason };
+    if m.payload().len() < RING_PREFIX_LEN {
+        return Err(bad("shorter than the 24-byte header"));
+    }
+    if !msg_type::is_user(m.msg_type()) {
+        return Err(bad("control message type in the send queue"));
+    }
+    let len = HEADER_LEN + m.payload().len() - RING_PREFIX_LEN;
+    if m.bytes()[len..].iter().any(|&b| b != 0) {
+        return Err(bad("non-zero padding"));
+    }
+    let (seq, ack, _) = split_frame(m);
+    Ok((seq, ack, m.msg_type()))
+}
