@@ -7,10 +7,7 @@ use std::time::Instant;
 
 /// The workspace root (the parent of this crate's manifest directory).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 /// A `cargo` command run from the workspace root.
@@ -24,9 +21,7 @@ pub fn cargo() -> Command {
 pub fn step(name: &str, mut cmd: Command) -> Result<()> {
     println!("\n==> [{name}] {}", describe(&cmd));
     let t = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("step `{name}`: could not start {:?}", cmd.get_program()))?;
+    let status = cmd.status().with_context(|| format!("step `{name}`: could not start {:?}", cmd.get_program()))?;
     if !status.success() {
         bail!("step `{name}` FAILED ({status}) after {:.0?}", t.elapsed());
     }

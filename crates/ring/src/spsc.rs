@@ -71,6 +71,58 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T: Copy> Shared<T> {
+    /// Copies `items` into the slots from index `start` on, as at most two contiguous
+    /// `memcpy`s (before and after the wrap). The caller guarantees the slots are free.
+    #[cfg(not(loom))]
+    #[inline]
+    fn copy_in(&self, start: usize, items: &[T]) {
+        let first = (self.capacity() - (start & self.mask)).min(items.len());
+        let base = self.slots.as_ptr() as *mut T;
+        // SAFETY: `UnsafeCell<MaybeUninit<T>>` has the layout of `T`, so the slots are
+        // an array of `T`; both ranges lie within it (`first <= capacity - offset`,
+        // the rest starts at 0 and `items.len() <= capacity`); the producer owns these
+        // free slots (`start - head + len <= capacity`) until it publishes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(items.as_ptr(), base.add(start & self.mask), first);
+            core::ptr::copy_nonoverlapping(items.as_ptr().add(first), base, items.len() - first);
+        }
+    }
+
+    /// Copies the slots from index `start` on into `out` (at most two `memcpy`s). The
+    /// caller guarantees the slots are published.
+    #[cfg(not(loom))]
+    #[inline]
+    fn copy_out(&self, start: usize, out: &mut [T]) {
+        let first = (self.capacity() - (start & self.mask)).min(out.len());
+        let base = self.slots.as_ptr() as *const T;
+        // SAFETY: as in `copy_in`; the slots hold initialised `T`s published by the
+        // producer (acquire on `tail`), which it does not reuse before we release them;
+        // `T: Copy`, so copying leaves nothing to drop.
+        unsafe {
+            core::ptr::copy_nonoverlapping(base.add(start & self.mask), out.as_mut_ptr(), first);
+            core::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), out.len() - first);
+        }
+    }
+
+    /// Under loom, slot by slot, so that loom sees (and checks) every cell access.
+    #[cfg(loom)]
+    fn copy_in(&self, start: usize, items: &[T]) {
+        for (k, v) in items.iter().enumerate() {
+            // SAFETY: as above; each free slot is written once.
+            self.slot(start.wrapping_add(k)).with_mut(|p| unsafe { (*p).write(*v) });
+        }
+    }
+
+    #[cfg(loom)]
+    fn copy_out(&self, start: usize, out: &mut [T]) {
+        for (k, o) in out.iter_mut().enumerate() {
+            // SAFETY: as above; each published slot is read once.
+            *o = self.slot(start.wrapping_add(k)).with(|p| unsafe { (*p).assume_init_read() });
+        }
+    }
+}
+
 impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
         // Both handles are gone (this is the last `Arc`), so nothing races with us.
@@ -98,10 +150,7 @@ impl<T> Drop for Shared<T> {
 /// assert!(rx.is_empty());
 /// ```
 pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
-    let cap = capacity
-        .max(1)
-        .checked_next_power_of_two()
-        .expect("spsc capacity overflows usize");
+    let cap = capacity.max(1).checked_next_power_of_two().expect("spsc capacity overflows usize");
     let slots = (0..cap).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
     let shared = Arc::new(Shared {
         head: CachePadded(AtomicUsize::new(0)),
@@ -109,10 +158,7 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         slots,
         mask: cap - 1,
     });
-    (
-        Producer { shared: shared.clone(), tail: 0, cached_head: 0 },
-        Consumer { shared, head: 0, cached_tail: 0 },
-    )
+    (Producer { shared: shared.clone(), tail: 0, cached_head: 0 }, Consumer { shared, head: 0, cached_tail: 0 })
 }
 
 /// The sending end of a [`channel`]. `Send`, not `Clone`.
@@ -234,12 +280,7 @@ impl<T: Copy> Producer<T> {
     /// ```
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.free(items.len()).min(items.len());
-        for (k, v) in items[..n].iter().enumerate() {
-            let i = self.tail.wrapping_add(k);
-            // SAFETY: `i - head < capacity` (k < n <= free); not visible to the
-            // consumer until the store below.
-            self.shared.slot(i).with_mut(|p| unsafe { (*p).write(*v) });
-        }
+        self.shared.copy_in(self.tail, &items[..n]);
         if n > 0 {
             self.tail = self.tail.wrapping_add(n);
             self.shared.tail.store(self.tail, Ordering::Release);
@@ -376,12 +417,7 @@ impl<T: Copy> Consumer<T> {
     /// ```
     pub fn pop_slice(&mut self, out: &mut [T]) -> usize {
         let n = self.available(out.len()).min(out.len());
-        for (k, o) in out[..n].iter_mut().enumerate() {
-            let i = self.head.wrapping_add(k);
-            // SAFETY: `i < tail`: published, initialised, not reused until the store
-            // below; `T: Copy`, so reading it leaves nothing to drop.
-            *o = self.shared.slot(i).with(|p| unsafe { (*p).assume_init_read() });
-        }
+        self.shared.copy_out(self.head, &mut out[..n]);
         if n > 0 {
             self.head = self.head.wrapping_add(n);
             self.shared.head.store(self.head, Ordering::Release);

@@ -161,7 +161,9 @@ impl<'a> Consumer<'a> {
                 i += skip;
                 continue;
             }
-            if header.flags != 0 || (header.len as usize) < FRAME_HEADER_LEN || header.payload_len() > self.ring.max_payload
+            if header.flags != 0
+                || (header.len as usize) < FRAME_HEADER_LEN
+                || header.payload_len() > self.ring.max_payload
             {
                 return Err(bad);
             }

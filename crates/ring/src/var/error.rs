@@ -30,7 +30,9 @@ impl fmt::Display for InitError {
                 "ring capacity {c} is invalid: it must be a power of two, at least 4 frame alignments and at most {}",
                 super::MAX_CAPACITY
             ),
-            InitError::BadAlign(a) => write!(f, "frame alignment {a} is invalid: it must be a power of two in 8..=4096"),
+            InitError::BadAlign(a) => {
+                write!(f, "frame alignment {a} is invalid: it must be a power of two in 8..=4096")
+            }
             InitError::RegionSize { need, have } => {
                 write!(f, "region has {have} bytes but header + capacity is {need}")
             }
@@ -99,7 +101,9 @@ impl fmt::Display for AttachError {
             AttachError::BadVersion { found, expected } => {
                 write!(f, "ring layout version {found}, this build reads version {expected}")
             }
-            AttachError::BadDataOffset(o) => write!(f, "ring header has data offset {o}, expected {}", super::HEADER_LEN),
+            AttachError::BadDataOffset(o) => {
+                write!(f, "ring header has data offset {o}, expected {}", super::HEADER_LEN)
+            }
             AttachError::BadAlign(a) => write!(f, "ring header has invalid frame alignment {a}"),
             AttachError::BadCapacity(c) => write!(f, "ring header has invalid capacity {c}"),
             AttachError::LengthMismatch { header, region } => {

@@ -112,8 +112,19 @@ impl<'a> Producer<'a> {
         self.pending = Some(Pending { skip, len: len as u32 });
         // SAFETY: `pos + frame <= capacity` (the frame fits before the end, wrapping
         // if needed), and bytes `write..write + need` are free: the consumer released
-        // them (acquire above) and will not read them before we publish.
-        Ok(Some(unsafe { core::slice::from_raw_parts_mut(self.ring.at(pos).add(FRAME_HEADER_LEN), len) }))
+        // them (acquire above) and will not read them before we publish. Zeroing the
+        // 8-byte words that hold padding *before* the caller writes the payload keeps
+        // stale bytes out of the padding with one or two aligned stores instead of a
+        // variable-length memset after the payload.
+        unsafe {
+            let at = self.ring.at(pos);
+            let mut word = (FRAME_HEADER_LEN + len) as u64 & !7;
+            while word < frame {
+                at.add(word as usize).cast::<u64>().write(0);
+                word += 8;
+            }
+            Ok(Some(core::slice::from_raw_parts_mut(at.add(FRAME_HEADER_LEN), len)))
+        }
     }
 
     /// Writes the wrap marker (if any), the header and the zeroed padding of the
@@ -133,13 +144,9 @@ impl<'a> Producer<'a> {
         let len = FRAME_HEADER_LEN as u32 + p.len;
         let frame = align_up(len as u64, self.ring.align);
         let header = FrameHeader { len, msg_type, flags: 0 };
-        // SAFETY: `pos..pos + frame` was reserved by `alloc`; `pos` is 8-aligned. The
-        // padding after the payload is zeroed so no stale bytes leave the ring.
-        unsafe {
-            let at = self.ring.at(pos);
-            at.cast::<u64>().write(header.to_word().to_le());
-            at.add(len as usize).write_bytes(0, (frame - len as u64) as usize);
-        }
+        // SAFETY: `pos..pos + frame` was reserved by `alloc` (which also zeroed the
+        // padding); `pos` is 8-aligned.
+        unsafe { self.ring.at(pos).cast::<u64>().write(header.to_word().to_le()) };
         self.write += frame;
         Ok(())
     }
