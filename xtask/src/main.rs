@@ -22,7 +22,7 @@ struct Cli {
 enum Cmd {
     /// The whole test gate: fmt, clippy, tests, docs, loom, miri, bench smoke run.
     Ci(ci::Args),
-    /// Run benchmarks and write target/bench/<suite>.{json,md}.
+    /// Run benchmarks and write `target/bench/<suite>.{json,md}`.
     Bench(bench::Args),
     /// Run each cargo-fuzz target for a bounded time (needs nightly and cargo-fuzz).
     Fuzz(fuzz::Args),

@@ -9,7 +9,7 @@
 //! where the message will live and [`Consumer::front`] borrows them in place
 //! (zero-copy both ways).
 //!
-//! The region starts with a header at fixed offsets ([layout](layout)): magic,
+//! The region starts with a header at fixed offsets ([`layout`]): magic,
 //! version, capacity, alignment, then the write and read indices on separate cache-line
 //! pairs. Indices are free-running `u64` byte counters, and everything is an offset,
 //! never a pointer, so the same region works on the heap ([`VarQueue::with_capacity`])
