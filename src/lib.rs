@@ -9,6 +9,14 @@
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`ring`] | `tcpshm-ring` | lock-free SPSC queues: typed, and variable-length over raw memory |
+//! | [`proto`] | `tcpshm-proto` | the sans-IO wire protocol, the `Transport` trait and its conformance kit |
+//! | [`persist`] | `tcpshm-persist` | the crash-safe mmap'd per-connection store |
+//! | [`tcp`] | `tcpshm-transport-tcp` | the TCP (and any byte stream) transport |
+//! | [`shm`] | `tcpshm-transport-shm` | the shared-memory transport |
+//! | [`server`] | `tcpshm-server` | listener, logins, groups of connections |
+//! | [`client`] | `tcpshm-client` | connect, then poll |
+//!
+//! The [`prelude`] has what an application usually needs.
 //!
 //! ```
 //! use tcpshm::ring::spsc;
@@ -19,4 +27,29 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub use tcpshm_client as client;
+pub use tcpshm_persist as persist;
+pub use tcpshm_proto as proto;
 pub use tcpshm_ring as ring;
+pub use tcpshm_server as server;
+pub use tcpshm_transport_shm as shm;
+pub use tcpshm_transport_tcp as tcp;
+
+/// What an application usually needs: the client, the server, and the connection API.
+///
+/// ```
+/// use tcpshm::prelude::*;
+/// fn reply<T: Transport>(t: &mut T) -> Result<(), SendError> {
+///     t.alloc(2)?.expect("room").copy_from_slice(b"ok");
+///     t.push(1)
+/// }
+/// ```
+pub mod prelude {
+    pub use tcpshm_client::{Client, ClientConfig, ConnectError, Connected};
+    pub use tcpshm_proto::login::{LoginStatus, TransportKind};
+    pub use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
+    pub use tcpshm_server::{
+        AcceptAll, ByName, Conn, Control, Group, GroupHandler, Handled, LeastLoaded, LoginHandler, LoginInfo, Reject,
+        RoundRobin, Server, ServerConfig, ShardPolicy,
+    };
+}

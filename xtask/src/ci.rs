@@ -127,8 +127,13 @@ fn miri() -> Result<()> {
         );
         return Ok(());
     }
-    let mut c = cargo();
-    c.args(["+nightly", "miri", "test", "-p", "tcpshm-ring"]);
+    // Through rustup, not `$CARGO` (which is the stable cargo binary itself and does
+    // not understand `+nightly`).
+    let mut c = Command::new("rustup");
+    c.current_dir(root());
+    c.args(["run", "nightly", "cargo", "miri", "test", "-p", "tcpshm-ring"]);
+    c.env_remove("CARGO");
+    c.env_remove("RUSTC");
     // Tests that need real threads for long or other processes are marked
     // `#[cfg_attr(miri, ignore)]`; everything else runs under miri.
     c.env("MIRIFLAGS", "-Zmiri-strict-provenance -Zmiri-disable-isolation");

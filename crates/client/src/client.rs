@@ -1,0 +1,273 @@
+//! The client: a persistent session with one server, connected (or not) over TCP or
+//! shared memory.
+
+use crate::config::ClientConfig;
+use crate::error::{ConnectError, OpenError};
+use crate::login;
+use mio::net::TcpStream;
+use std::net::SocketAddr;
+use tcpshm_persist::{EpochChange, Options, ResetInfo, Store};
+use tcpshm_proto::frame::frame_len;
+use tcpshm_proto::login::{LoginRequest, LoginStatus, TransportKind, MAX_REPLY_LEN};
+use tcpshm_proto::session::SessionConfig;
+use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
+use tcpshm_transport_shm::{ShmConfig, ShmConnection, ShmDir, ShmFile};
+use tcpshm_transport_tcp::{PeerLogin, StreamConfig, TcpConnection};
+
+/// What a successful [`Client::connect`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    /// The server's name (the session's epoch).
+    pub server: Name,
+    /// The transport in use.
+    pub transport: TransportKind,
+    /// The server's name differs from the one this session last logged in to: the old
+    /// session was dropped (its unacknowledged messages with it) and a fresh one
+    /// started. This is the "server renamed for a new trading day" rule.
+    pub reset: Option<ResetInfo>,
+    /// Messages queued in this client that will be (re)sent to the server from its
+    /// consumed count on (TCP).
+    pub to_resend: u64,
+}
+
+/// A client session: a persistent send queue and consumed count (on disk, in
+/// [`ClientConfig::storage_dir`]) that survive disconnects and restarts, and the
+/// connection that carries them. It implements [`Transport`]: push while connected or
+/// not, poll, front, pop.
+///
+/// ```no_run
+/// use tcpshm_client::{Client, ClientConfig, TransportKind};
+/// use tcpshm_proto::Transport;
+///
+/// let cfg = ClientConfig::new("trader-1".parse().unwrap(), "/tmp/tcpshm-client");
+/// let mut client = Client::open(cfg, 0).unwrap();
+/// client.connect("127.0.0.1:12345".parse().unwrap(), TransportKind::Tcp, 0).unwrap();
+/// client.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
+/// client.push(1).unwrap();
+/// loop {
+///     client.poll(now_ns());
+///     if let Some(m) = client.front() {
+///         println!("reply: {:?}", m.payload);
+///         client.pop();
+///         break;
+///     }
+/// }
+/// # fn now_ns() -> u64 { 0 }
+/// ```
+pub struct Client {
+    cfg: ClientConfig,
+    /// The TCP connection; it owns the session store (also used, in shared-memory
+    /// mode, to remember the server's name).
+    tcp: TcpConnection,
+    shm: Option<ShmConnection<TcpStream>>,
+    mode: TransportKind,
+    shm_dir: ShmDir,
+}
+
+impl Client {
+    /// Opens (or creates) the session store `<name>@<service>` and returns a client
+    /// that is not connected yet: pushes queue until [`connect`](Self::connect).
+    /// `now` is recorded as the store's creation time if it is created.
+    pub fn open(cfg: ClientConfig, now: Nanos) -> Result<Client, OpenError> {
+        cfg.validate()?;
+        let opts = Options { capacity: cfg.queue_bytes, durability: cfg.durability };
+        let (store, _) = Store::open(&cfg.storage_dir, cfg.name, cfg.service, &opts, None, now)?;
+        let shm_dir = ShmDir::new(cfg.shm_dir.clone(), &cfg.shm_prefix).map_err(|e| OpenError::Shm(e.to_string()))?;
+        let tcp = TcpConnection::new(store, stream_config(&cfg));
+        Ok(Client { cfg, tcp, shm: None, mode: TransportKind::Tcp, shm_dir })
+    }
+
+    /// The server this session last logged in to (`None`: never).
+    pub fn last_server(&self) -> Option<Name> {
+        self.tcp.store().epoch()
+    }
+
+    /// The transport of the current (or last) connection.
+    pub fn transport(&self) -> TransportKind {
+        self.mode
+    }
+
+    /// Logs in to the server at `addr` over `transport`, blocking at most
+    /// [`ClientConfig::connect_timeout`] per step, and resumes the session: each side
+    /// resends what the other has not consumed. A live connection is replaced.
+    ///
+    /// On error nothing is lost: queued messages stay queued; call again later (the
+    /// `echo_client` example has a reconnect loop).
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        transport: TransportKind,
+        now: Nanos,
+    ) -> Result<Connected, ConnectError> {
+        let mut stream = login::connect(addr, self.cfg.connect_timeout)?;
+        let mine = self.tcp.login_state();
+        if let Some(shm) = &mut self.shm {
+            shm.close(CloseReason::Replaced);
+        }
+        let req = LoginRequest {
+            client: self.cfg.name,
+            last_server: self.tcp.store().epoch(),
+            transport,
+            consumed: mine.consumed,
+            send_range: mine.send_range,
+            queue_capacity: mine.queue_capacity,
+            credential: &self.cfg.credential,
+        };
+        login::send_request(&mut stream, &req)?;
+        let mut buf = [0u8; frame_len(MAX_REPLY_LEN)];
+        let reply = login::read_reply(&mut stream, &mut buf)?;
+        if reply.status != LoginStatus::Ok {
+            let text = reply.text.to_string();
+            return Err(match reply.status {
+                LoginStatus::SeqMismatch => ConnectError::SeqMismatch(text),
+                status => ConnectError::Refused { status, text },
+            });
+        }
+        let server = reply.server;
+        let peer = PeerLogin::from(&reply);
+        let previous = self.tcp.store().epoch();
+        let reset = self.switch_epoch(server, now)?;
+        if let (Some(old), Some(_)) = (previous, reset) {
+            // The old server's shared-memory file belongs to a dead epoch: remove it
+            // (explicitly, and only it).
+            self.shm = None;
+            let _ = self.shm_dir.remove(&old, &self.cfg.name);
+        }
+        stream.set_read_timeout(None).map_err(|source| ConnectError::Io { op: "setsockopt", source })?;
+        let stream = tcpshm_transport_tcp::tcp::from_std(stream)
+            .map_err(|source| ConnectError::Io { op: "set non-blocking", source })?;
+        self.mode = transport;
+        match transport {
+            TransportKind::Tcp => {
+                let resume = self.tcp.attach(stream, peer, now).map_err(|e| match e {
+                    tcpshm_transport_tcp::AttachError::SeqMismatch(m) => ConnectError::SeqMismatch(m.to_string()),
+                    other => ConnectError::Storage(other.to_string()),
+                })?;
+                Ok(Connected { server, transport, reset, to_resend: resume.resend })
+            }
+            TransportKind::Shm => {
+                match &mut self.shm {
+                    Some(shm) if shm.remote_name() == &server => shm.reattach(stream),
+                    _ => {
+                        let file = ShmFile::open(&self.shm_dir, &server, &self.cfg.name)
+                            .map_err(|e| ConnectError::Shm(e.to_string()))?;
+                        let conn = ShmConnection::client(file, stream, shm_config(&self.cfg))
+                            .map_err(|e| ConnectError::Shm(e.to_string()))?;
+                        self.shm = Some(conn);
+                    }
+                }
+                Ok(Connected { server, transport, reset, to_resend: 0 })
+            }
+        }
+    }
+
+    /// Makes `server` the session's epoch; a different one resets the session.
+    fn switch_epoch(&mut self, server: Name, now: Nanos) -> Result<Option<ResetInfo>, ConnectError> {
+        match self.tcp.switch_epoch(server, now).map_err(|e| ConnectError::Storage(e.to_string()))? {
+            EpochChange::Reset(info) => Ok(Some(info)),
+            EpochChange::Unchanged | EpochChange::Adopted => Ok(None),
+        }
+    }
+
+    /// The shared-memory connection, if the session uses shared memory (to
+    /// [`split`](ShmConnection::split) it into a data part and a control part polled
+    /// from two threads).
+    pub fn shm(&mut self) -> Option<&mut ShmConnection<TcpStream>> {
+        self.shm.as_mut()
+    }
+
+    /// The TCP connection (it also holds the session store).
+    pub fn tcp(&mut self) -> &mut TcpConnection {
+        &mut self.tcp
+    }
+
+    #[inline(always)]
+    fn shm_active(&self) -> bool {
+        self.mode == TransportKind::Shm && self.shm.is_some()
+    }
+}
+
+macro_rules! active {
+    ($self:ident, $c:ident => $e:expr) => {
+        match (&mut $self.shm, $self.mode) {
+            (Some($c), TransportKind::Shm) => $e,
+            _ => {
+                let $c = &mut $self.tcp;
+                $e
+            }
+        }
+    };
+}
+
+impl Transport for Client {
+    #[inline]
+    fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
+        active!(self, c => c.alloc(len))
+    }
+    #[inline]
+    fn push(&mut self, msg_type: u16) -> Result<(), SendError> {
+        active!(self, c => c.push(msg_type))
+    }
+    #[inline]
+    fn push_more(&mut self, msg_type: u16) -> Result<(), SendError> {
+        active!(self, c => c.push_more(msg_type))
+    }
+    #[inline]
+    fn front(&mut self) -> Option<Msg<'_>> {
+        active!(self, c => c.front())
+    }
+    #[inline]
+    fn pop(&mut self) {
+        active!(self, c => c.pop())
+    }
+    #[inline]
+    fn poll(&mut self, now: Nanos) -> bool {
+        active!(self, c => c.poll(now))
+    }
+    fn close(&mut self, reason: CloseReason) {
+        active!(self, c => c.close(reason))
+    }
+    fn is_connected(&self) -> bool {
+        if self.shm_active() {
+            self.shm.as_ref().is_some_and(|c| c.is_connected())
+        } else {
+            self.tcp.is_connected()
+        }
+    }
+    fn close_reason(&self) -> Option<&CloseReason> {
+        match (&self.shm, self.mode) {
+            (Some(c), TransportKind::Shm) => c.close_reason(),
+            _ => self.tcp.close_reason(),
+        }
+    }
+    fn counters(&self) -> Counters {
+        match (&self.shm, self.mode) {
+            (Some(c), TransportKind::Shm) => c.counters(),
+            _ => self.tcp.counters(),
+        }
+    }
+    fn max_payload(&self) -> usize {
+        match (&self.shm, self.mode) {
+            (Some(c), TransportKind::Shm) => c.max_payload(),
+            _ => self.tcp.max_payload(),
+        }
+    }
+}
+
+fn stream_config(cfg: &ClientConfig) -> StreamConfig {
+    let session = SessionConfig {
+        heartbeat_interval: cfg.heartbeat_interval,
+        timeout: cfg.connection_timeout,
+        ..SessionConfig::default()
+    };
+    StreamConfig { max_payload: cfg.max_message, session, ..StreamConfig::default() }
+}
+
+fn shm_config(cfg: &ClientConfig) -> ShmConfig {
+    ShmConfig {
+        heartbeat_interval: cfg.heartbeat_interval,
+        timeout: cfg.connection_timeout,
+        max_payload: cfg.max_message,
+        ..ShmConfig::default()
+    }
+}

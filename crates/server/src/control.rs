@@ -1,0 +1,302 @@
+//! The control part: accepts connections, reads and checks logins, asks the user's
+//! login handler, and hands admitted logins to their group's thread.
+
+use crate::config::ServerConfig;
+use crate::handler::{LoginHandler, LoginInfo};
+use crate::handoff::Handoff;
+use crate::pending::{Failure, OwnedLogin, Pending, Progress};
+use crate::policy::{GroupId, ShardPolicy};
+use crate::reply;
+use crate::slot::{Counts, Load, Slot};
+use crate::sync::Ordering;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tcpshm_proto::login::{LoginStatus, TransportKind};
+use tcpshm_proto::{Name, Nanos};
+use tcpshm_ring::spsc;
+
+/// Tokens below this are listeners; pending logins use `LISTENER_TOKENS + slot`.
+const LISTENER_TOKENS: usize = 64;
+
+/// A group as control sees it: where to send logins, and its load.
+pub(crate) struct GroupLink {
+    pub(crate) outbox: spsc::Producer<Handoff>,
+    pub(crate) load: Load,
+}
+
+/// Counters of the control part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Logins admitted and handed to a group.
+    pub admitted: u64,
+    /// Logins refused (any reason).
+    pub refused: u64,
+    /// Pending logins dropped by the login timeout.
+    pub timed_out: u64,
+}
+
+/// The control part of a server: accept, login, admission. Poll it from one thread
+/// (it may be the same thread as some or all groups).
+pub struct Control<L, P> {
+    cfg: Arc<ServerConfig>,
+    poller: Poll,
+    events: Events,
+    listeners: Vec<TcpListener>,
+    pending: Vec<Option<Pending>>,
+    free: Vec<usize>,
+    pending_count: usize,
+    /// Every client seen in this process: its group (sticky, so its session object is
+    /// found again) and its slot.
+    table: HashMap<Name, (GroupId, Arc<Slot>)>,
+    groups: Vec<GroupLink>,
+    loads: Vec<usize>,
+    counts: Arc<Counts>,
+    login: L,
+    policy: P,
+    stats: ControlStats,
+}
+
+impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
+    pub(crate) fn new(
+        cfg: Arc<ServerConfig>,
+        listeners: Vec<TcpListener>,
+        groups: Vec<GroupLink>,
+        counts: Arc<Counts>,
+        login: L,
+        policy: P,
+    ) -> std::io::Result<Control<L, P>> {
+        let poller = Poll::new()?;
+        let mut listeners = listeners;
+        for (k, l) in listeners.iter_mut().enumerate() {
+            poller.registry().register(l, Token(k), Interest::READABLE)?;
+        }
+        let n = groups.len();
+        Ok(Control {
+            cfg,
+            poller,
+            events: Events::with_capacity(256),
+            listeners,
+            pending: Vec::new(),
+            free: Vec::new(),
+            pending_count: 0,
+            table: HashMap::new(),
+            groups,
+            loads: vec![0; n],
+            counts,
+            login,
+            policy,
+            stats: ControlStats::default(),
+        })
+    }
+
+    /// The addresses the server listens on (with the ports the OS chose for port 0).
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ControlStats {
+        self.stats
+    }
+
+    /// Logins waiting for their request.
+    pub fn pending(&self) -> usize {
+        self.pending_count
+    }
+
+    /// The user's login handler.
+    pub fn login_handler(&mut self) -> &mut L {
+        &mut self.login
+    }
+
+    /// Accepts, reads logins, admits or refuses them, and drops logins older than the
+    /// login timeout. Never blocks.
+    pub fn poll(&mut self, now: Nanos) {
+        if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return;
+            }
+        }
+        let tokens: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+        for t in tokens {
+            if t < LISTENER_TOKENS {
+                self.accept(t, now);
+            } else {
+                self.read(t - LISTENER_TOKENS, now);
+            }
+        }
+        self.expire(now);
+    }
+
+    fn accept(&mut self, k: usize, now: Nanos) {
+        loop {
+            let Some(listener) = self.listeners.get(k) else { return };
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    self.stats.accepted += 1;
+                    let _ = stream.set_nodelay(true);
+                    let live = self.counts.live.load(Ordering::Relaxed) + self.pending_count;
+                    if live >= self.cfg.max_connections {
+                        self.stats.refused += 1;
+                        reply::refuse(&mut stream, self.cfg.name, LoginStatus::ServerFull, "the server is full");
+                        continue;
+                    }
+                    let slot = self.free.pop().unwrap_or_else(|| {
+                        self.pending.push(None);
+                        self.pending.len() - 1
+                    });
+                    let mut p = Pending::new(stream, peer, now.saturating_add(self.cfg.login_timeout));
+                    if self
+                        .poller
+                        .registry()
+                        .register(&mut p.stream, Token(LISTENER_TOKENS + slot), Interest::READABLE)
+                        .is_err()
+                    {
+                        self.free.push(slot);
+                        continue;
+                    }
+                    self.pending[slot] = Some(p);
+                    self.pending_count += 1;
+                    // Edge-triggered: bytes may already be there.
+                    self.read(slot, now);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Out of descriptors and the like: try again at the next poll.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn take(&mut self, slot: usize) -> Option<Pending> {
+        let mut p = self.pending.get_mut(slot)?.take()?;
+        let _ = self.poller.registry().deregister(&mut p.stream);
+        self.free.push(slot);
+        self.pending_count -= 1;
+        Some(p)
+    }
+
+    fn read(&mut self, slot: usize, now: Nanos) {
+        // Move the pending login out while it is examined (the request borrows its
+        // buffer while `admit` needs `&mut self`); it goes back if incomplete.
+        let Some(mut p) = self.pending.get_mut(slot).and_then(Option::take) else { return };
+        let peer = p.peer;
+        let outcome = match p.on_readable() {
+            Ok(Progress::More) => None,
+            Ok(Progress::Request(r)) => {
+                let info = LoginInfo {
+                    client: r.client,
+                    last_server: r.last_server,
+                    transport: r.transport,
+                    peer,
+                    credential: r.credential,
+                };
+                Some(Ok((OwnedLogin::of(&r), self.admit(&info))))
+            }
+            Err(f) => Some(Err(f)),
+        };
+        let Some(outcome) = outcome else {
+            self.pending[slot] = Some(p);
+            return;
+        };
+        let _ = self.poller.registry().deregister(&mut p.stream);
+        self.free.push(slot);
+        self.pending_count -= 1;
+        match outcome {
+            Err(Failure::Gone) => {}
+            Err(Failure::Refuse(status, text)) | Ok((_, Err((status, text)))) => {
+                self.stats.refused += 1;
+                reply::refuse(&mut p.stream, self.cfg.name, status, &text);
+            }
+            Ok((login, Ok((group, slot_state, claimed)))) => {
+                let h = Handoff { stream: p.stream, peer, login, slot: slot_state, claimed, at: now };
+                if claimed {
+                    self.counts.live.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(spsc::Full(mut h)) = self.groups[group].outbox.push(h) {
+                    if h.claimed {
+                        self.counts.live.fetch_sub(1, Ordering::Relaxed);
+                        h.slot.free();
+                    }
+                    self.stats.refused += 1;
+                    reply::refuse(
+                        &mut h.stream,
+                        self.cfg.name,
+                        LoginStatus::ServerFull,
+                        "the group's login queue is full",
+                    );
+                } else {
+                    self.stats.admitted += 1;
+                }
+            }
+        }
+    }
+
+    /// The server-side checks and the user's decision. On success the client's slot
+    /// is claimed if it was free (`true`); if it looks connected (`false`), the group
+    /// that holds the connection decides: a live connection refuses the login, a dead
+    /// one not yet noticed (a client restarted at once) is replaced.
+    fn admit(&mut self, info: &LoginInfo<'_>) -> Result<(GroupId, Arc<Slot>, bool), (LoginStatus, String)> {
+        let enabled = match info.transport {
+            TransportKind::Tcp => self.cfg.enable_tcp,
+            TransportKind::Shm => self.cfg.enable_shm,
+        };
+        if !enabled {
+            return Err((
+                LoginStatus::TransportDisabled,
+                format!("{:?} is not enabled on this server", info.transport),
+            ));
+        }
+        for (g, l) in self.groups.iter().enumerate() {
+            self.loads[g] = l.load.load(Ordering::Relaxed);
+        }
+        let group = match self.table.get(&info.client) {
+            // A client that was here before goes back to the group holding its session.
+            Some((g, _)) => *g,
+            None => {
+                let suggested = self.policy.assign(&info.client, &self.loads);
+                match self.login.on_login(info, suggested) {
+                    Ok(g) => g,
+                    Err(r) => return Err((LoginStatus::Rejected, r.text)),
+                }
+            }
+        };
+        if group >= self.groups.len() {
+            return Err((
+                LoginStatus::Rejected,
+                format!("server misconfiguration: group {group} chosen, but there are {} groups", self.groups.len()),
+            ));
+        }
+        if self.table.contains_key(&info.client) {
+            // Returning client: the handler still decides (credentials may change).
+            if let Err(r) = self.login.on_login(info, group) {
+                return Err((LoginStatus::Rejected, r.text));
+            }
+        }
+        let slot = self.table.entry(info.client).or_insert_with(|| (group, Arc::new(Slot::default()))).1.clone();
+        if slot.claim() {
+            return Ok((group, slot, true));
+        }
+        if slot.is_connected() {
+            return Ok((group, slot, false));
+        }
+        Err((LoginStatus::AlreadyLoggedIn, format!("a login of client {} is already in progress", info.client)))
+    }
+
+    fn expire(&mut self, now: Nanos) {
+        for slot in 0..self.pending.len() {
+            let expired = matches!(&self.pending[slot], Some(p) if now >= p.deadline);
+            if expired {
+                if let Some(mut p) = self.take(slot) {
+                    self.stats.timed_out += 1;
+                    reply::refuse(&mut p.stream, self.cfg.name, LoginStatus::Malformed, "login not completed in time");
+                }
+            }
+        }
+    }
+}
