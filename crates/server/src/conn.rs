@@ -151,6 +151,16 @@ impl Link {
         }
     }
 
+    /// Reads again if the last read stopped at the read budget before the socket was
+    /// drained: with edge-triggered readiness no new event would come for those bytes.
+    pub(crate) fn pump(&mut self, now: Nanos) {
+        if let Link::Tcp(c) = self {
+            if c.read_more() {
+                c.on_readable(now);
+            }
+        }
+    }
+
     /// Whether messages may be waiting without a readiness event (SHM rings have no
     /// readiness; TCP has bytes already buffered).
     pub(crate) fn may_have_messages(&self) -> bool {

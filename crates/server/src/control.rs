@@ -46,6 +46,8 @@ pub struct Control<L, P> {
     cfg: Arc<ServerConfig>,
     poller: Poll,
     events: Events,
+    /// Tokens of this poll's events (reused: no allocation per poll).
+    tokens: Vec<usize>,
     listeners: Vec<TcpListener>,
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
@@ -80,6 +82,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             cfg,
             poller,
             events: Events::with_capacity(256),
+            tokens: Vec::new(),
             listeners,
             pending: Vec::new(),
             free: Vec::new(),
@@ -122,14 +125,17 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                 return;
             }
         }
-        let tokens: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-        for t in tokens {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.clear();
+        tokens.extend(self.events.iter().map(|e| e.token().0));
+        for &t in &tokens {
             if t < LISTENER_TOKENS {
                 self.accept(t, now);
             } else {
                 self.read(t - LISTENER_TOKENS, now);
             }
         }
+        self.tokens = tokens;
         self.expire(now);
     }
 

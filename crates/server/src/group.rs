@@ -184,11 +184,12 @@ impl<H: GroupHandler> Group<H> {
     }
 
     /// Offers up to `messages_per_poll` messages of entry `i` to the handler.
-    fn dispatch(&mut self, i: usize, _now: Nanos) {
+    fn dispatch(&mut self, i: usize, now: Nanos) {
         let Some(Some(e)) = self.entries.get_mut(i) else { return };
         if !e.link.is_connected() {
             return;
         }
+        e.link.pump(now);
         let mut close = None;
         for _ in 0..self.cfg.messages_per_poll {
             let Some((msg, send)) = e.link.front_split() else { break };
