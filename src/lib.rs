@@ -53,3 +53,8 @@ pub mod prelude {
         RoundRobin, Server, ServerConfig, ShardPolicy,
     };
 }
+
+/// The README's code, compiled by `cargo test --doc` so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -4,7 +4,7 @@
 //! queue and consumed count live in a file that survives disconnects, restarts and
 //! `kill -9`), [`Client::connect`] logs in (blocking, bounded by a timeout, with a
 //! typed error for every refusal), and from then on the [`Client`] is a
-//! [`Transport`](tcpshm_proto::Transport): `alloc`/`push`, `poll(now)`,
+//! [`Transport`]: `alloc`/`push`, `poll(now)`,
 //! `front`/`pop`. Pushes are accepted while disconnected and leave on reconnect.
 //!
 //! There is no automatic reconnect inside the library (it creates no threads and
