@@ -103,28 +103,23 @@ impl Client {
         let mine = self.tcp.login_state();
         if let Some(shm) = &mut self.shm {
             shm.close(CloseReason::Replaced);
+            // The server refuses a shared-memory login while the client side's lock is
+            // held by a live process; this process is the one logging in again, so it
+            // lets go of the lock (not of the mapping: nothing queued is touched) until
+            // the reply is in.
+            let _ = shm.control().unlock_for_login();
         }
-        let req = LoginRequest {
-            client: self.cfg.name,
-            last_server: self.tcp.store().epoch(),
-            transport,
-            consumed: mine.consumed,
-            send_range: mine.send_range,
-            queue_capacity: mine.queue_capacity,
-            credential: &self.cfg.credential,
-        };
-        login::send_request(&mut stream, &req)?;
-        let mut buf = [0u8; frame_len(MAX_REPLY_LEN)];
-        let reply = login::read_reply(&mut stream, &mut buf)?;
-        if reply.status != LoginStatus::Ok {
-            let text = reply.text.to_string();
-            return Err(match reply.status {
-                LoginStatus::SeqMismatch => ConnectError::SeqMismatch(text),
-                status => ConnectError::Refused { status, text },
-            });
+        let exchanged = self.exchange(&mut stream, transport, &mine);
+        if let Some(shm) = &mut self.shm {
+            if let Err(e) = shm.control().relock() {
+                // Another process took this side meanwhile: this one must not use the
+                // rings any more.
+                self.shm = None;
+                exchanged?;
+                return Err(ConnectError::Shm(e.to_string()));
+            }
         }
-        let server = reply.server;
-        let peer = PeerLogin::from(&reply);
+        let (server, peer) = exchanged?;
         let previous = self.tcp.store().epoch();
         let reset = self.switch_epoch(server, now)?;
         if let (Some(old), Some(_)) = (previous, reset) {
@@ -159,6 +154,36 @@ impl Client {
                 Ok(Connected { server, transport, reset, to_resend: 0 })
             }
         }
+    }
+
+    /// The login exchange: request, reply, status. Returns the server's name and
+    /// numbers.
+    fn exchange(
+        &self,
+        stream: &mut std::net::TcpStream,
+        transport: TransportKind,
+        mine: &tcpshm_transport_tcp::LoginInfo,
+    ) -> Result<(Name, PeerLogin), ConnectError> {
+        let req = LoginRequest {
+            client: self.cfg.name,
+            last_server: self.tcp.store().epoch(),
+            transport,
+            consumed: mine.consumed,
+            send_range: mine.send_range,
+            queue_capacity: mine.queue_capacity,
+            credential: &self.cfg.credential,
+        };
+        login::send_request(stream, &req)?;
+        let mut buf = [0u8; frame_len(MAX_REPLY_LEN)];
+        let reply = login::read_reply(stream, &mut buf)?;
+        if reply.status != LoginStatus::Ok {
+            let text = reply.text.to_string();
+            return Err(match reply.status {
+                LoginStatus::SeqMismatch => ConnectError::SeqMismatch(text),
+                status => ConnectError::Refused { status, text },
+            });
+        }
+        Ok((reply.server, PeerLogin::from(&reply)))
     }
 
     /// Makes `server` the session's epoch; a different one resets the session.

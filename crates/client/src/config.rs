@@ -28,7 +28,7 @@ pub enum ConfigError {
     #[error("credential of {0} bytes exceeds the protocol's 256")]
     Credential(usize),
     /// The shared-memory file prefix is not usable in a file name.
-    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.'")]
+    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.', not starting with '.'")]
     ShmPrefix(String),
 }
 
@@ -120,9 +120,91 @@ impl ClientConfig {
             return Err(ConfigError::Credential(self.credential.len()));
         }
         let p = &self.shm_prefix;
-        if p.len() > 32 || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+        // Fix: a leading dot is refused here too, as the shared-memory directory
+        // refuses it (hidden files); it used to pass here and fail later with a
+        // misleading error.
+        if p.len() > 32
+            || p.starts_with('.')
+            || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        {
             return Err(ConfigError::ShmPrefix(p.clone()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut ClientConfig)) -> Result<(), ConfigError> {
+        let mut c = ClientConfig::new(Name::new("c").unwrap(), "/tmp/unused");
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let c = ClientConfig::new(Name::new("c").unwrap(), "/x");
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.service.as_str(), "server");
+        assert_eq!((c.queue_bytes, c.max_message, c.connect_timeout), (4 << 20, 1 << 20, Duration::from_secs(5)));
+        assert_eq!((c.heartbeat_interval, c.connection_timeout), (1_000_000_000, 10_000_000_000));
+        assert_eq!((c.shm_dir.to_str(), c.shm_prefix.as_str()), (Some("/dev/shm"), "tcpshm-"));
+        assert!(c.credential.is_empty());
+    }
+
+    #[test]
+    fn max_message_bounds() {
+        assert_eq!(with(|c| c.max_message = 0), Err(ConfigError::MaxMessage(0)));
+        assert_eq!(with(|c| c.max_message = (1 << 31) + 1), Err(ConfigError::MaxMessage((1 << 31) + 1)));
+        assert_eq!(
+            with(|c| {
+                c.max_message = 1;
+                c.queue_bytes = 256;
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn queue_size_is_a_power_of_two_holding_two_largest_frames() {
+        assert_eq!(with(|c| c.queue_bytes = 2 << 20), Err(ConfigError::QueueSize { bytes: 2 << 20, min: 4 << 20 }));
+        assert_eq!(
+            with(|c| c.queue_bytes = (4 << 20) + 8),
+            Err(ConfigError::QueueSize { bytes: (4 << 20) + 8, min: 4 << 20 })
+        );
+        assert_eq!(with(|c| c.queue_bytes = 8 << 20), Ok(()));
+        assert_eq!(
+            with(|c| {
+                c.max_message = 100;
+                c.queue_bytes = 256;
+            }),
+            Err(ConfigError::QueueSize { bytes: 256, min: 512 })
+        );
+    }
+
+    #[test]
+    fn timings() {
+        assert!(matches!(with(|c| c.heartbeat_interval = 0), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.connection_timeout = c.heartbeat_interval), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.connect_timeout = Duration::ZERO), Err(ConfigError::Timing(_))));
+        assert_eq!(with(|c| c.connect_timeout = Duration::from_nanos(1)), Ok(()));
+    }
+
+    #[test]
+    fn credential_up_to_256_bytes() {
+        assert_eq!(with(|c| c.credential = vec![0; 256]), Ok(()));
+        assert_eq!(with(|c| c.credential = vec![0; 257]), Err(ConfigError::Credential(257)));
+    }
+
+    #[test]
+    fn shm_prefixes() {
+        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(33)] {
+            assert_eq!(with(|c| c.shm_prefix = bad.into()), Err(ConfigError::ShmPrefix(bad.into())), "{bad:?}");
+        }
+        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(32)] {
+            assert_eq!(with(|c| c.shm_prefix = good.into()), Ok(()), "{good:?}");
+        }
     }
 }

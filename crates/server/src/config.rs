@@ -34,7 +34,7 @@ pub enum ConfigError {
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     /// The shared-memory file prefix is not usable in a file name.
-    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.'")]
+    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.', not starting with '.'")]
     ShmPrefix(String),
 }
 
@@ -148,9 +148,144 @@ impl ServerConfig {
             return Err(ConfigError::Zero("messages_per_poll"));
         }
         let p = &self.shm_prefix;
-        if p.len() > 32 || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+        // Fix: a leading dot is refused here too, as the shared-memory directory
+        // refuses it (hidden files); it used to pass here and fail later with a
+        // misleading error.
+        if p.len() > 32
+            || p.starts_with('.')
+            || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        {
             return Err(ConfigError::ShmPrefix(p.clone()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ServerConfig {
+        let mut c = ServerConfig::new(Name::new("Srv").unwrap(), "/tmp/unused");
+        c.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c
+    }
+
+    fn with(f: impl FnOnce(&mut ServerConfig)) -> Result<(), ConfigError> {
+        let mut c = valid();
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_once_an_address_is_given() {
+        let c = ServerConfig::new(Name::new("Srv").unwrap(), "/x");
+        assert_eq!(c.validate(), Err(ConfigError::NoListenAddress));
+        assert_eq!(valid().validate(), Ok(()));
+        let c = valid();
+        assert_eq!(
+            (c.tcp_queue_bytes, c.shm_queue_bytes, c.max_message, c.max_connections, c.messages_per_poll),
+            (4 << 20, 4 << 20, 1 << 20, 10_000, 16)
+        );
+        assert_eq!(
+            (c.heartbeat_interval, c.connection_timeout, c.login_timeout),
+            (1_000_000_000, 10_000_000_000, 5_000_000_000)
+        );
+        assert_eq!(
+            (c.shm_dir.to_str(), c.shm_prefix.as_str(), c.enable_tcp, c.enable_shm),
+            (Some("/dev/shm"), "tcpshm-", true, true)
+        );
+    }
+
+    #[test]
+    fn no_transport() {
+        assert_eq!(
+            with(|c| {
+                c.enable_tcp = false;
+                c.enable_shm = false;
+            }),
+            Err(ConfigError::NoTransport)
+        );
+        assert_eq!(with(|c| c.enable_tcp = false), Ok(()));
+        assert_eq!(with(|c| c.enable_shm = false), Ok(()));
+    }
+
+    #[test]
+    fn max_message_bounds() {
+        assert_eq!(with(|c| c.max_message = 0), Err(ConfigError::MaxMessage(0)));
+        assert_eq!(with(|c| c.max_message = (1 << 31) + 1), Err(ConfigError::MaxMessage((1 << 31) + 1)));
+        assert_eq!(with(|c| c.max_message = 1), Ok(()));
+    }
+
+    #[test]
+    fn queue_sizes_are_powers_of_two_holding_two_largest_frames() {
+        // max 1 MiB: a frame is 1 MiB + 32 with the ring's prefix; two of them need
+        // 2 MiB + 64, i.e. 4 MiB as a power of two.
+        let min = 4 << 20;
+        assert_eq!(
+            with(|c| c.tcp_queue_bytes = 2 << 20),
+            Err(ConfigError::QueueSize { which: "TCP", bytes: 2 << 20, min })
+        );
+        assert_eq!(
+            with(|c| c.shm_queue_bytes = (4 << 20) + 8),
+            Err(ConfigError::QueueSize { which: "SHM", bytes: (4 << 20) + 8, min })
+        );
+        // A disabled transport's queue is not checked.
+        assert_eq!(
+            with(|c| {
+                c.enable_shm = false;
+                c.shm_queue_bytes = 3;
+            }),
+            Ok(())
+        );
+        // The smallest valid queue for a small message is 256 bytes.
+        assert_eq!(
+            with(|c| {
+                c.max_message = 8;
+                c.tcp_queue_bytes = 128;
+            }),
+            Err(ConfigError::QueueSize { which: "TCP", bytes: 128, min: 256 })
+        );
+        assert_eq!(
+            with(|c| {
+                c.max_message = 8;
+                c.tcp_queue_bytes = 256;
+                c.shm_queue_bytes = 256;
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn timings() {
+        assert!(matches!(with(|c| c.heartbeat_interval = 0), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.connection_timeout = 0), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.login_timeout = 0), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.connection_timeout = c.heartbeat_interval), Err(ConfigError::Timing(_))));
+        assert_eq!(with(|c| c.connection_timeout = c.heartbeat_interval + 1), Ok(()));
+    }
+
+    #[test]
+    fn counts_at_least_one() {
+        assert_eq!(with(|c| c.max_connections = 0), Err(ConfigError::Zero("max_connections")));
+        assert_eq!(with(|c| c.messages_per_poll = 0), Err(ConfigError::Zero("messages_per_poll")));
+        assert_eq!(with(|c| c.messages_per_poll = 1), Ok(()));
+    }
+
+    #[test]
+    fn shm_prefixes() {
+        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(33)] {
+            assert_eq!(with(|c| c.shm_prefix = bad.into()), Err(ConfigError::ShmPrefix(bad.into())), "{bad:?}");
+        }
+        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(32)] {
+            assert_eq!(with(|c| c.shm_prefix = good.into()), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let e = with(|c| c.tcp_queue_bytes = 1000).unwrap_err();
+        assert!(e.to_string().contains("TCP queue size 1000"), "{e}");
+        assert_eq!(ConfigError::Zero("max_connections").to_string(), "max_connections must be at least 1");
     }
 }

@@ -39,6 +39,10 @@ impl SendSide<'_> {
 }
 
 impl Link {
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self, Link::Tcp(_))
+    }
+
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Link::Tcp(c) => c.is_connected(),
@@ -99,7 +103,7 @@ impl Link {
                 c.on_readable(now);
             }
             Link::Shm(c) => {
-                c.control().poll(now);
+                shm_poll(c, now);
             }
         }
     }
@@ -110,7 +114,7 @@ impl Link {
                 c.on_writable(now);
             }
             Link::Shm(c) => {
-                c.control().poll(now);
+                shm_poll(c, now);
             }
         }
     }
@@ -126,7 +130,7 @@ impl Link {
                 if matches!(c.peer_alive(), Ok(false)) {
                     c.close(CloseReason::PeerDied);
                 } else {
-                    c.control().poll(now);
+                    shm_poll(c, now);
                 }
             }
         }
@@ -146,7 +150,7 @@ impl Link {
                 c.check_timers(now);
             }
             Link::Shm(c) => {
-                c.control().poll(now);
+                shm_poll(c, now);
             }
         }
     }
@@ -169,4 +173,15 @@ impl Link {
             Link::Shm(_) => true,
         }
     }
+}
+
+/// The control work of a shared-memory link, seen by the whole connection. Fix: the
+/// group used to poll only the control part (`c.control().poll(now)`), whose verdict
+/// (peer closed, died or timed out) reaches the data part's view — which
+/// `is_connected` reads — only at the data part's next poll or refresh, which never
+/// came: a dropped SHM client was never reported disconnected and its slot and load
+/// stayed taken. The connection's own `poll` does the control work and then refreshes
+/// the data part's view (and publishes staged messages, applies close requests).
+fn shm_poll(c: &mut ShmConnection<TcpStream>, now: Nanos) {
+    Transport::poll(c, now);
 }

@@ -21,6 +21,9 @@ use tcpshm_ring::spsc;
 use tcpshm_transport_shm::{Capacities, ShmConnection, ShmDir, ShmFile};
 use tcpshm_transport_tcp::{PeerLogin, StreamConfig, TcpConnection};
 
+/// How often a group whose connections are all shared memory checks its sockets.
+const SHM_ONLY_EPOLL_INTERVAL: Nanos = 20_000;
+
 /// One connection of the group and its bookkeeping.
 struct Entry {
     client: Name,
@@ -51,9 +54,15 @@ pub struct Group<H> {
     by_name: HashMap<(Name, TransportKind), usize>,
     /// Entries to offer messages to / flush in this poll.
     ready: Vec<usize>,
+    /// The previous poll's `ready` list, cleared, kept for its capacity.
+    spare: Vec<usize>,
     /// SHM entries (polled every time: rings have no readiness).
     shm: Vec<usize>,
     timer_cursor: usize,
+    /// Live TCP data connections (readiness matters at every poll while > 0).
+    tcp_up: usize,
+    /// When a group with only shared-memory connections next checks readiness.
+    next_epoll: Nanos,
     /// Tokens of this poll's readiness events (reused: no allocation per poll).
     tokens: Vec<(usize, bool, bool)>,
     load: Load,
@@ -83,8 +92,11 @@ impl<H: GroupHandler> Group<H> {
             free: Vec::new(),
             by_name: HashMap::new(),
             ready: Vec::new(),
+            spare: Vec::new(),
             shm: Vec::new(),
             timer_cursor: 0,
+            tcp_up: 0,
+            next_epoll: 0,
             tokens: Vec::new(),
             load,
             counts,
@@ -102,7 +114,8 @@ impl<H: GroupHandler> Group<H> {
         &mut self.handler
     }
 
-    /// Number of live connections in this group.
+    /// Number of live connections in this group, including logins handed to it and
+    /// not completed yet.
     pub fn live(&self) -> usize {
         self.load.load(Ordering::Relaxed)
     }
@@ -117,7 +130,13 @@ impl<H: GroupHandler> Group<H> {
             self.finish_login(h, now);
         }
 
-        if !self.entries.is_empty() {
+        // With live TCP data connections, readiness is checked at every poll (it is their
+        // latency). Shared-memory connections only have their control sockets in the
+        // poller (heartbeats, close): checking those every few microseconds is plenty
+        // and keeps an `epoll_wait` off every iteration of an SHM hot loop.
+        let due = self.tcp_up > 0 || now >= self.next_epoll;
+        if !self.entries.is_empty() && due {
+            self.next_epoll = now.saturating_add(SHM_ONLY_EPOLL_INTERVAL);
             if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     // A broken epoll instance cannot recover; fall back to touching
@@ -150,7 +169,11 @@ impl<H: GroupHandler> Group<H> {
         }
 
         // Offer messages, then flush what the handlers pushed.
-        let ready = std::mem::take(&mut self.ready);
+        // Fix: swap in the spare list instead of `mem::take`, which left `ready`
+        // without capacity, so the first connection marked afterwards allocated a new
+        // vector in (nearly) every poll: one heap allocation per message.
+        let spare = std::mem::take(&mut self.spare);
+        let mut ready = std::mem::replace(&mut self.ready, spare);
         for &i in &ready {
             self.dispatch(i, now);
         }
@@ -172,6 +195,8 @@ impl<H: GroupHandler> Group<H> {
         for &i in &ready {
             self.settle(i);
         }
+        ready.clear();
+        self.spare = ready;
     }
 
     fn mark(&mut self, i: usize) {
@@ -234,6 +259,9 @@ impl<H: GroupHandler> Group<H> {
         let Some(Some(e)) = self.entries.get_mut(i) else { return };
         if e.up && !e.link.is_connected() {
             e.up = false;
+            if e.link.is_tcp() {
+                self.tcp_up -= 1;
+            }
             if e.registered {
                 if let Some(s) = e.link.stream_mut() {
                     let _ = self.poller.registry().deregister(s);
@@ -274,8 +302,12 @@ impl<H: GroupHandler> Group<H> {
                     self.poller.registry().register(s, Token(i), Interest::READABLE | Interest::WRITABLE).is_ok();
             }
             e.up = true;
+            if e.link.is_tcp() {
+                self.tcp_up += 1;
+            }
             slot.connected();
-            self.load.fetch_add(1, Ordering::Relaxed);
+            // The load was raised when the login was claimed (by control, or by
+            // `supersede`), so that the policy sees logins in flight.
             let mut close = None;
             let send = e.link.sender();
             let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
@@ -305,13 +337,16 @@ impl<H: GroupHandler> Group<H> {
             return false;
         }
         self.counts.live.fetch_add(1, Ordering::Relaxed);
+        self.load.fetch_add(1, Ordering::Relaxed);
         true
     }
 
-    /// A failed login frees its claim; `counts.live` was raised by control.
+    /// A failed login frees its claim; `counts.live` and the load were raised when
+    /// it was claimed (by control, or by `supersede`).
     fn release(&self, slot: &Slot) {
         slot.free();
         self.counts.live.fetch_sub(1, Ordering::Relaxed);
+        self.load.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn insert(&mut self, e: Entry) -> usize {
@@ -372,7 +407,7 @@ impl<H: GroupHandler> Group<H> {
         let mine = conn.login_state();
         let refusal = match conn.check_login(&peer) {
             Ok(_) => None,
-            Err(m) => Some((LoginStatus::SeqMismatch, m.to_string())),
+            Err(m) => Some((LoginStatus::SeqMismatch, mismatch_text(&m, &h.login.client, &server))),
         };
         if let Some((status, text)) = refusal {
             reply::refuse(&mut h.stream, server, status, &text);
@@ -479,6 +514,15 @@ impl<H: GroupHandler> Group<H> {
             }
         }
     }
+}
+
+/// The text of a sequence-mismatch refusal. Fix: it used to be the mismatch's own
+/// text, written from the server's point of view ("the peer lost receive state ...
+/// gone from our queue"), which the client reads the wrong way round (for it, "the
+/// peer" is the server). Now it first says plainly which side lost its state.
+fn mismatch_text(m: &tcpshm_proto::session::SeqMismatch, client: &Name, server: &Name) -> String {
+    let who = if m.peer_lost_state() { format!("client {client}") } else { format!("server {server}") };
+    format!("{who} lost its state; as the server sees it: {m}")
 }
 
 /// What the client's numbers mean for our session: if it last logged in to another

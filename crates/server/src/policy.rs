@@ -69,3 +69,65 @@ impl ShardPolicy for ByName {
         (h % loads.len().max(1) as u64) as usize
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    #[test]
+    fn round_robin_cycles_whatever_the_loads() {
+        let mut p = RoundRobin::default();
+        let got: Vec<GroupId> = (0..7).map(|k| p.assign(&name("c"), &[k, 100, 0])).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0]);
+        // The number of groups is read each time.
+        assert_eq!(p.assign(&name("c"), &[0, 0]), 1);
+        assert_eq!(p.assign(&name("c"), &[0, 0]), 0);
+        assert_eq!(RoundRobin::default().assign(&name("c"), &[]), 0, "no groups: no panic");
+    }
+
+    #[test]
+    fn least_loaded_takes_the_minimum_and_the_lowest_index_on_ties() {
+        let mut p = LeastLoaded;
+        assert_eq!(p.assign(&name("c"), &[0, 0, 0]), 0);
+        assert_eq!(p.assign(&name("c"), &[1, 0, 0]), 1);
+        assert_eq!(p.assign(&name("c"), &[5, 3, 4, 3]), 1);
+        assert_eq!(p.assign(&name("c"), &[9, 9, 2]), 2);
+        assert_eq!(p.assign(&name("c"), &[usize::MAX, 0]), 1);
+        assert_eq!(p.assign(&name("c"), &[]), 0, "no groups: no panic");
+    }
+
+    /// FNV-1a, written out independently of the policy.
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    #[test]
+    fn by_name_is_the_fnv1a_hash_of_the_name_modulo_the_groups() {
+        // Known FNV-1a 64 values.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let mut p = ByName;
+        let mut used = std::collections::HashSet::new();
+        for k in 0..100 {
+            let n = name(&format!("client-{k}"));
+            for groups in 1..6usize {
+                let g = p.assign(&n, &vec![k; groups]);
+                assert_eq!(g as u64, fnv1a(n.as_bytes()) % groups as u64);
+                // Loads do not matter.
+                assert_eq!(p.assign(&n, &vec![0; groups]), g);
+            }
+            used.insert(p.assign(&n, &[0; 4]));
+        }
+        assert_eq!(used.len(), 4, "100 names spread over all 4 groups");
+        assert_eq!(p.assign(&name("x"), &[]), 0, "no groups: no panic");
+    }
+}

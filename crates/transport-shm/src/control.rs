@@ -6,6 +6,7 @@ use crate::error::Side;
 use crate::file::FileInner;
 use crate::state::{CloseHandle, Shared, View};
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tcpshm_proto::close::{self, CloseFrame, TextBuf};
@@ -104,6 +105,25 @@ impl<S: Read + Write> ShmControl<S> {
             last_send: None,
             next_check: 0,
             peer_seen: false,
+        }
+    }
+
+    /// Releases this side's lock on the file for the duration of a login exchange
+    /// (the client calls it before sending its login request): the server refuses a
+    /// login while the client side's lock is held by a live process, and the process
+    /// that is logging in again must not count as that process. The mapping stays, so
+    /// nothing queued is touched; retake the lock with [`relock`](Self::relock).
+    pub fn unlock_for_login(&mut self) -> std::io::Result<()> {
+        crate::lock::unlock(self.file.file.as_fd(), self.file.side.lock_byte())
+    }
+
+    /// Retakes this side's lock after a login exchange; [`ShmError::Busy`] if another
+    /// process took it meanwhile (then this process must not use the rings).
+    pub fn relock(&mut self) -> Result<(), crate::ShmError> {
+        match crate::lock::try_lock(self.file.file.as_fd(), self.file.side.lock_byte()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(crate::ShmError::Busy { path: self.file.path.clone(), side: self.file.side }),
+            Err(e) => Err(crate::ShmError::Io { op: "lock", path: self.file.path.clone(), source: e }),
         }
     }
 

@@ -514,7 +514,11 @@ impl<S: ByteStream> Transport for StreamConnection<S> {
         let Some(frame_len) = self.rx.pop() else { return };
         self.session.on_pop(frame_len as u64);
         self.counters.popped += 1;
-        if let Err(e) = self.store.bump_consumed() {
+        // Messages staged by `push_more` (or a handler's reply) become crash-safe
+        // before the pop commits: a crash between the two must never leave a request
+        // consumed and its reply lost. One store when something is staged, else nothing.
+        let published = if self.store.staged() > 0 { self.store.publish() } else { Ok(()) };
+        if let Err(e) = published.and_then(|()| self.store.bump_consumed()) {
             let f = Fail::storage(&e);
             if self.stream.is_some() {
                 self.fail(f);

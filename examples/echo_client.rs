@@ -1,0 +1,529 @@
+//! # An echo client that survives anything: the reconnect loop
+//!
+//! ```sh
+//! cargo run --release --example echo_server &
+//! cargo run --release --example echo_client -- --mode ping --messages 100000
+//! cargo run --release --example echo_client -- --mode stream --messages 1000000 --transport shm
+//! ```
+//!
+//! Kill the server (`kill -9`) and start it again while the client runs: the client
+//! notices, retries with backoff, keeps queueing its messages meanwhile, and carries
+//! on where the session left off when the server is back.
+//!
+//! ## The reconnect loop
+//!
+//! The library has no automatic reconnect, on purpose: it starts no thread and reads
+//! no clock, and when and how often to retry, and when to give up, are decisions of
+//! the application. `Reconnect::keep_up` is the loop to copy; call it on every turn
+//! of your polling loop:
+//!
+//! * Down is noticed from the connection itself: [`Transport::is_connected`] turns
+//!   false (the peer closed, a read failed, the heartbeat timeout expired, the
+//!   shared-memory peer's lock vanished) and [`Transport::close_reason`] says why.
+//! * It retries at once, then with exponential backoff (doubling from
+//!   `--retry-min-ms` to `--retry-max-ms`), so a restarting server is found quickly
+//!   and a dead one is not hammered. `Client::connect` blocks for at most the
+//!   configured `connect_timeout` per attempt.
+//! * Errors that retrying cannot fix stop the loop: the server refused our name or
+//!   our version, or the two sides' sequence numbers do not fit (one side lost its
+//!   state — a human must decide; the library never resets a session silently).
+//! * Meanwhile the application keeps pushing: `alloc`/`push` work while disconnected,
+//!   the messages wait in the persistent queue (a file; the shared-memory ring) and
+//!   leave after the next login, with everything the server had not consumed.
+//!   `alloc` returns `None` when the queue is full: that is the only limit.
+//! * On success it reports what the login resumed: over TCP, how many queued
+//!   messages are sent again (those the server had not consumed); over shared
+//!   memory, nothing is sent again — the ring itself is the queue the server reads.
+//!   If the server came back under another name, the old session was dropped (by
+//!   design: a new trading day); that is reported too.
+//!
+//! ## Modes
+//!
+//! * `ping`: one message in flight, as the benchmark; prints round-trip percentiles
+//!   (a reconnect shows as the maximum).
+//! * `stream`: up to `--window` numbered messages in flight; every echo is checked
+//!   to arrive exactly once and in order, across disconnects and server restarts.
+//!   The one repeat allowed is the echo of the message the server was handling when
+//!   it died: its handler had pushed the echo but not yet popped the request (the
+//!   commit point), so it handles that request again after the restart. The check
+//!   accepts it only in that shape — the same number as the previous echo, at most
+//!   once per reconnect since that message was pushed — drops it, and reports how
+//!   many there were. Anything else out of order fails the run.
+//!
+//! The client's session (its queue, and how many echoes it consumed) persists in
+//! `--storage-dir` across runs of this program too; echoes left over from an earlier
+//! run (it was killed with messages in flight) arrive first and are counted apart.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tcpshm::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(about = "tcpshm echo client with a reconnect loop: ping (latency) or stream (exactly-once check) mode")]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    connect: SocketAddr,
+    /// This client's name (with the server's, it names the persistent session).
+    #[arg(long, default_value = "echo-client")]
+    name: String,
+    /// Directory of this client's session store [default: <temp dir>/tcpshm-echo-client].
+    #[arg(long)]
+    storage_dir: Option<PathBuf>,
+    /// Transport to use.
+    #[arg(long, value_enum, default_value_t = Mode::Tcp)]
+    transport: Mode,
+    /// Directory of the shared-memory files (the server's).
+    #[arg(long, default_value = "/dev/shm")]
+    shm_dir: PathBuf,
+    /// Prefix of the shared-memory file names (the server's).
+    #[arg(long, default_value = "tcpshm-")]
+    shm_prefix: String,
+    /// What to do.
+    #[arg(long, value_enum, default_value_t = Run::Ping)]
+    mode: Run,
+    /// Messages to send (and echoes to check).
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Payload sizes in bytes, comma-separated, chosen at random per message (each at
+    /// least 16: the stream check puts two numbers in every message).
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 36, 68, 200])]
+    sizes: Vec<usize>,
+    /// Stream mode: most messages in flight (sent, echo not yet checked).
+    #[arg(long, default_value_t = 1024)]
+    window: u64,
+    /// Largest message in bytes (the server's).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message: usize,
+    /// Bytes of the persistent send queue (a power of two).
+    #[arg(long, default_value_t = 4 << 20)]
+    queue_bytes: usize,
+    /// Heartbeat after this many milliseconds of silence.
+    #[arg(long, default_value_t = 1_000)]
+    heartbeat_ms: u64,
+    /// Consider the server gone after this many milliseconds of silence.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Bound on each connect attempt, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    connect_timeout_ms: u64,
+    /// First retry delay after a failed connect, in milliseconds (then doubling).
+    #[arg(long, default_value_t = 10)]
+    retry_min_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    retry_max_ms: u64,
+    /// Give up after being disconnected this many seconds (0: never).
+    #[arg(long, default_value_t = 60)]
+    give_up_secs: u64,
+    /// Seed of the random payload sizes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// TCP.
+    Tcp,
+    /// Shared memory (login over TCP).
+    Shm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Run {
+    /// One message in flight; print round-trip percentiles.
+    Ping,
+    /// Many in flight; check every echo arrives exactly once, in order.
+    Stream,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("echo_client: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Nanoseconds on this process's monotonic clock, for `poll(now)`.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> Nanos {
+        self.0.elapsed().as_nanos() as Nanos
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.sizes.is_empty() || args.sizes.iter().any(|&s| s < 16 || s > args.max_message) {
+        bail!("--sizes must be between 16 and --max-message ({}) bytes", args.max_message);
+    }
+    let name: Name = args.name.parse().map_err(|e| anyhow!("invalid --name {:?}: {e}", args.name))?;
+    let storage = args.storage_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("tcpshm-echo-client"));
+    let mut cfg = ClientConfig::new(name, &storage);
+    cfg.shm_dir = args.shm_dir.clone();
+    cfg.shm_prefix = args.shm_prefix.clone();
+    cfg.max_message = args.max_message;
+    cfg.queue_bytes = args.queue_bytes;
+    cfg.heartbeat_interval = args.heartbeat_ms * 1_000_000;
+    cfg.connection_timeout = args.timeout_ms * 1_000_000;
+    cfg.connect_timeout = Duration::from_millis(args.connect_timeout_ms.max(1));
+
+    let clock = Clock(Instant::now());
+    let mut client = Client::open(cfg, clock.now())
+        .with_context(|| format!("cannot open the session of {name} in {}", storage.display()))?;
+    let kind = match args.transport {
+        Mode::Tcp => TransportKind::Tcp,
+        Mode::Shm => TransportKind::Shm,
+    };
+    println!(
+        "{name}: session in {} (last server: {}), {kind} to {}",
+        storage.display(),
+        client.last_server().map_or_else(|| "none".to_string(), |n| n.to_string()),
+        args.connect
+    );
+    let mut link = Reconnect::new(&args, kind);
+    // The first connection goes through the same loop: a server not up yet is
+    // simply retried.
+    while !client.is_connected() {
+        link.keep_up(&mut client, &clock)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    match args.mode {
+        Run::Ping => ping(&args, &mut client, &mut link, &clock)?,
+        Run::Stream => stream(&args, &mut client, &mut link, &clock)?,
+    }
+    println!("counters: {}", client.counters());
+    client.close(CloseReason::Requested);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The reconnect loop
+// ---------------------------------------------------------------------------------
+
+/// Keeps a client connected: notices a disconnect, retries with backoff, reports.
+struct Reconnect {
+    addr: SocketAddr,
+    kind: TransportKind,
+    min: Duration,
+    max: Duration,
+    give_up: Option<Duration>,
+    /// Delay before the next attempt after a failure.
+    backoff: Duration,
+    /// When the connection was found down (`None`: up).
+    down_since: Option<Instant>,
+    next_attempt: Instant,
+    attempts: u32,
+    /// Successful logins after the first.
+    reconnects: u64,
+    /// Messages queued in this client and sent again at logins (TCP).
+    resent_at_logins: u64,
+    connected_once: bool,
+}
+
+impl Reconnect {
+    fn new(args: &Args, kind: TransportKind) -> Reconnect {
+        let min = Duration::from_millis(args.retry_min_ms.max(1));
+        Reconnect {
+            addr: args.connect,
+            kind,
+            min,
+            max: Duration::from_millis(args.retry_max_ms).max(min),
+            give_up: (args.give_up_secs > 0).then(|| Duration::from_secs(args.give_up_secs)),
+            backoff: min,
+            down_since: None,
+            next_attempt: Instant::now(),
+            attempts: 0,
+            reconnects: 0,
+            resent_at_logins: 0,
+            connected_once: false,
+        }
+    }
+
+    /// Call on every turn of the polling loop. Does nothing while connected; when
+    /// down, tries to log in again when the backoff allows. Returns whether the
+    /// client is connected; `Err` only for what retrying cannot fix.
+    fn keep_up(&mut self, client: &mut Client, clock: &Clock) -> Result<bool> {
+        if client.is_connected() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let down_since = *self.down_since.get_or_insert_with(|| {
+            if self.connected_once {
+                let why = client.close_reason().map_or_else(|| "no reason given".into(), |r| r.to_string());
+                println!("disconnected: {why}; {} messages queued, reconnecting", client.counters().queue_depth);
+            }
+            now
+        });
+        if now < self.next_attempt {
+            return Ok(false);
+        }
+        if let Some(limit) = self.give_up {
+            if now - down_since > limit {
+                bail!("no connection for {limit:?} ({} attempts), giving up", self.attempts);
+            }
+        }
+        self.attempts += 1;
+        match client.connect(self.addr, self.kind, clock.now()) {
+            Ok(c) => {
+                let mut what = match c.transport {
+                    TransportKind::Tcp => format!("{} queued messages sent again", c.to_resend),
+                    TransportKind::Shm => "the rings resume in place, nothing sent again".into(),
+                };
+                if let Some(reset) = c.reset {
+                    what = format!(
+                        "NEW SESSION: the server is now {} (was {}); the old session's {} queued messages were dropped",
+                        c.server,
+                        reset.previous_epoch.map_or_else(|| "none".to_string(), |n| n.to_string()),
+                        reset.dropped
+                    );
+                }
+                if self.connected_once {
+                    self.reconnects += 1;
+                    println!(
+                        "reconnected to {} over {} after {:.0?} and {} attempts: {what}",
+                        c.server,
+                        c.transport,
+                        down_since.elapsed(),
+                        self.attempts
+                    );
+                } else {
+                    println!("connected to {} over {}: {what}", c.server, c.transport);
+                }
+                self.resent_at_logins += c.to_resend;
+                self.connected_once = true;
+                self.down_since = None;
+                self.attempts = 0;
+                self.backoff = self.min;
+                Ok(true)
+            }
+            Err(e) if retryable(&e) => {
+                if self.attempts == 1 || self.attempts.is_power_of_two() {
+                    println!("connect attempt {} failed: {e}; retrying in {:?}", self.attempts, self.backoff);
+                }
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(self.max);
+                Ok(false)
+            }
+            Err(e) => Err(e).context("the server refused the session for good"),
+        }
+    }
+}
+
+/// Whether trying again later may succeed.
+fn retryable(e: &ConnectError) -> bool {
+    match e {
+        // Refused connection, timeout, reset: the server is not (yet) there.
+        ConnectError::Io { .. } => true,
+        ConnectError::Refused { status, .. } => matches!(
+            status,
+            // Our previous connection is not yet seen dead by the server; it is full;
+            // or its storage hiccuped.
+            LoginStatus::AlreadyLoggedIn | LoginStatus::ServerFull | LoginStatus::StorageError
+        ),
+        // A dying server may close the socket mid-login.
+        ConnectError::Protocol(_) => true,
+        // The shared-memory file may not be there yet, or still locked by the old
+        // server process on its way out.
+        ConnectError::Shm(_) => true,
+        // One side lost its state: a human decides, never a silent reset.
+        ConnectError::SeqMismatch(_) => false,
+        ConnectError::Storage(_) => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------
+
+/// A message: `[run id: u64][number: u64][pattern...]`, length chosen from `sizes`
+/// by the number, so the receiver can check every byte and the length.
+struct Content {
+    run: u64,
+    sizes: Vec<usize>,
+    seed: u64,
+}
+
+impl Content {
+    fn len(&self, k: u64) -> usize {
+        let h = (k ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.sizes[(h >> 40) as usize % self.sizes.len()]
+    }
+
+    fn fill(&self, buf: &mut [u8], k: u64) {
+        buf[..8].copy_from_slice(&self.run.to_le_bytes());
+        buf[8..16].copy_from_slice(&k.to_le_bytes());
+        for (i, b) in buf[16..].iter_mut().enumerate() {
+            *b = (k as u8).wrapping_mul(13).wrapping_add(i as u8);
+        }
+    }
+
+    /// The (run, number) of a message, if its bytes are what that number's message
+    /// holds.
+    fn check(&self, payload: &[u8]) -> Result<(u64, u64)> {
+        if payload.len() < 16 {
+            bail!("echo of {} bytes: too short to be ours", payload.len());
+        }
+        let run = u64::from_le_bytes(payload[..8].try_into()?);
+        let k = u64::from_le_bytes(payload[8..16].try_into()?);
+        if run == self.run {
+            if payload.len() != self.len(k) {
+                bail!("echo of message {k} has {} bytes, {} were sent", payload.len(), self.len(k));
+            }
+            let bad = payload[16..]
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != (k as u8).wrapping_mul(13).wrapping_add(i as u8));
+            if let Some(i) = bad {
+                bail!("echo of message {k} differs at byte {}", 16 + i);
+            }
+        }
+        Ok((run, k))
+    }
+}
+
+/// Pushes message `k`; `Ok(false)` if the queue is full now.
+fn push(client: &mut Client, content: &Content, k: u64) -> Result<bool> {
+    let len = content.len(k);
+    let Some(buf) = client.alloc(len)? else { return Ok(false) };
+    content.fill(buf, k);
+    client.push((k % 0xFF00) as u16)?;
+    Ok(true)
+}
+
+fn ping(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -> Result<()> {
+    let content = Content { run: run_id(), sizes: args.sizes.clone(), seed: args.seed };
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)?;
+    let started = Instant::now();
+    // The previous message's (reconnects when pushed, repeats seen): see `stream`.
+    let mut last = (0u64, 0u64);
+    let mut repeats = 0;
+    for k in 0..args.messages {
+        let t = Instant::now();
+        let pushed_at = link.reconnects;
+        while !push(client, &content, k)? {
+            client.poll(clock.now());
+            link.keep_up(client, clock)?;
+        }
+        loop {
+            if let Some(m) = client.front() {
+                let rtt = t.elapsed().as_nanos() as u64;
+                let (run, got) = content.check(m.payload)?;
+                client.pop();
+                if run != content.run {
+                    continue; // an echo of an earlier run of this client
+                }
+                if got + 1 == k && link.reconnects - last.0 > last.1 {
+                    // The previous request, handled again by a restarted server.
+                    last.1 += 1;
+                    repeats += 1;
+                    continue;
+                }
+                if got != k {
+                    bail!("expected the echo of message {k}, got {got}");
+                }
+                hist.record(rtt)?;
+                last = (pushed_at, 0);
+                break;
+            }
+            client.poll(clock.now());
+            link.keep_up(client, clock)?;
+        }
+    }
+    println!(
+        "ping: {} round trips in {:.2?}: mean {}, p50 {}, p99 {}, p99.9 {}, max {}; {} reconnects, {} repeated \
+         echoes dropped",
+        hist.len(),
+        started.elapsed(),
+        duration(hist.mean() as u64),
+        duration(hist.value_at_quantile(0.5)),
+        duration(hist.value_at_quantile(0.99)),
+        duration(hist.value_at_quantile(0.999)),
+        duration(hist.max()),
+        link.reconnects,
+        repeats
+    );
+    Ok(())
+}
+
+fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -> Result<()> {
+    let content = Content { run: run_id(), sizes: args.sizes.clone(), seed: args.seed };
+    let window = args.window.max(1);
+    let (mut sent, mut echoed) = (0u64, 0u64);
+    let (mut repeats, mut earlier_run) = (0u64, 0u64);
+    // For each message in flight, the reconnect count when it was pushed. A repeated
+    // echo is possible only if the server restarted while it held the request: at
+    // most one repeat per reconnect since the push.
+    let mut pushed_at: VecDeque<u64> = VecDeque::with_capacity(window as usize);
+    // The last echoed message's: (reconnects when pushed, repeats seen).
+    let mut last = (0u64, 0u64);
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    while echoed < args.messages {
+        // Keep pushing, connected or not: the queue holds what the server has not
+        // consumed and the next login sends it.
+        while sent < args.messages && sent - echoed < window && push(client, &content, sent)? {
+            pushed_at.push_back(link.reconnects);
+            sent += 1;
+        }
+        client.poll(clock.now());
+        while let Some(m) = client.front() {
+            let (run, k) = content.check(m.payload)?;
+            client.pop();
+            if run != content.run {
+                earlier_run += 1;
+            } else if k == echoed && k < sent {
+                echoed += 1;
+                last = (pushed_at.pop_front().unwrap_or(0), 0);
+            } else if k + 1 == echoed && link.reconnects - last.0 > last.1 {
+                repeats += 1;
+                last.1 += 1;
+            } else {
+                bail!(
+                    "echo of message {k} arrived when {echoed} was expected ({})",
+                    if k < echoed { "a duplicate" } else { "messages lost or reordered" }
+                );
+            }
+        }
+        link.keep_up(client, clock)?;
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            println!("stream: {echoed}/{} echoed in order, {} in flight", args.messages, sent - echoed);
+        }
+    }
+    println!(
+        "stream: all {} echoes arrived exactly once and in order in {:.2?} ({} reconnects, {} messages sent again \
+         at logins, {} repeated echoes of a message the server was handling when it died, dropped; {} echoes of \
+         an earlier run)",
+        echoed,
+        started.elapsed(),
+        link.reconnects,
+        link.resent_at_logins,
+        repeats,
+        earlier_run
+    );
+    Ok(())
+}
+
+/// An id for this run, so echoes of messages an earlier run left in the session are
+/// told apart (the session outlives the process).
+fn run_id() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// A duration in nanoseconds, with about three significant digits.
+fn duration(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{:.3} µs", ns as f64 / 1e3),
+        _ => format!("{:.3} ms", ns as f64 / 1e6),
+    }
+}
