@@ -144,7 +144,7 @@ impl Dir {
 
     /// Renames the synced temporary file over (or, with `no_replace`, to) `name` and
     /// makes the rename durable. `Ok(false)` when `no_replace` and `name` exists.
-    pub(crate) fn commit(&self, temp: &str, name: &str, no_replace: bool) -> Result<bool, OpenError> {
+    pub(crate) fn commit(&self, temp: &str, name: &str, no_replace: bool, durable: bool) -> Result<bool, OpenError> {
         let path = self.join(name);
         let r = if no_replace {
             match fs::renameat_with(&*self.fd, temp, &*self.fd, name, RenameFlags::NOREPLACE) {
@@ -164,7 +164,11 @@ impl Dir {
             }
             Err(e) => return Err(io_err(&path, "rename into place", e)),
         }
-        self.sync()?;
+        // The rename is atomic for every process at once; only power loss needs the
+        // directory on disk, and only `Durability::Sync` promises to survive it.
+        if durable {
+            self.sync()?;
+        }
         Ok(true)
     }
 

@@ -126,7 +126,10 @@
 //! * [`Durability::Process`] (default): survives any crash of the process; a crash of
 //!   the machine (power loss, kernel panic) loses what the kernel has not written back
 //!   yet (dirty pages are written within ~30 s by default) unless [`Store::flush`] was
-//!   called. Cost: none beyond the memory stores (see the bench table below).
+//!   called. Cost: none beyond the memory stores (see the bench table below). Creating,
+//!   migrating or resetting a store is not synced either (the rename that publishes
+//!   the new file is atomic for every process): a first login costs microseconds, not
+//!   the milliseconds of an `fsync`.
 //! * [`Durability::Sync { every }`](Durability::Sync): after every `every` operations
 //!   (messages pushed, acks, consumed-count changes) and on [`Store::flush`], the store
 //!   `msync(MS_SYNC)`s the dirty part of the mapping (the header pages and the ring

@@ -171,7 +171,8 @@ impl Store {
         let temp = files::temp_name(&info.local, &info.remote);
         let name = files::file_name(&info.local, &info.remote);
         let file = dir.create_temp(&temp)?;
-        let built = Store::fill(dir, &temp, &file, info, counters, copy_from).and_then(|()| {
+        let durable = matches!(durability, Durability::Sync { .. });
+        let built = Store::fill(dir, &temp, &file, info, counters, copy_from, durable).and_then(|()| {
             let expect = Expect { local: info.local, remote: info.remote, capacity: Some(info.capacity) };
             Store::from_file(file, dir.clone(), dir.join(&name), &expect, durability)
         });
@@ -182,7 +183,7 @@ impl Store {
                 return Err(e);
             }
         };
-        match dir.commit(&temp, &name, no_replace) {
+        match dir.commit(&temp, &name, no_replace, durable) {
             Ok(true) => Ok(Some(store)),
             Ok(false) => Ok(None),
             Err(e) => {
@@ -192,7 +193,8 @@ impl Store {
         }
     }
 
-    /// Writes a complete store into the (locked, empty) temporary file and syncs it.
+    /// Writes a complete store into the (locked, empty) temporary file and, if
+    /// `durable`, syncs it.
     fn fill(
         dir: &Dir,
         temp: &str,
@@ -200,6 +202,7 @@ impl Store {
         info: &HeaderInfo,
         c: Counters,
         copy_from: Option<&mut Store>,
+        durable: bool,
     ) -> Result<(), OpenError> {
         let path = dir.join(temp);
         let len = file_len(info.capacity);
@@ -244,8 +247,13 @@ impl Store {
             }
             p.publish();
         }
-        map.flush().map_err(|e| io_err(&path, "msync", e))?;
-        file.sync_all().map_err(|e| io_err(&path, "fsync", e))?;
+        // A process crash cannot lose what is in the page cache; syncing a new file
+        // (milliseconds: it ran on the group's thread at every first login) is only
+        // for surviving power loss, which only `Durability::Sync` promises.
+        if durable {
+            map.flush().map_err(|e| io_err(&path, "msync", e))?;
+            file.sync_all().map_err(|e| io_err(&path, "fsync", e))?;
+        }
         Ok(())
     }
 

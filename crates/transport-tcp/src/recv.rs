@@ -204,12 +204,20 @@ impl<S: ByteStream> StreamConnection<S> {
                 self.counters.received += 1;
                 self.apply_ack(header.ack)?;
             } else {
+                self.on_control(kind, &header, at, consumed)?;
                 if self.rx.start == at {
                     // Nothing unpopped before it: release its bytes at once (a side
                     // that only receives acks never pops, and must not fill up).
                     self.rx.start = self.rx.scan;
+                } else {
+                    // Behind a message not popped yet: cut the handled frame out, or
+                    // control frames pile up behind a kept message until the buffer
+                    // is full and the acks that would free the peer's queue are
+                    // never read (a deadlock).
+                    self.rx.buf.copy_within(self.rx.scan..self.rx.end, at);
+                    self.rx.end -= consumed;
+                    self.rx.scan = at;
                 }
-                self.on_control(kind, &header, at, consumed)?;
             }
         }
         if self.rx.start == self.rx.end {
