@@ -28,6 +28,11 @@ pub struct Connected {
     /// Messages queued in this client that will be (re)sent to the server from its
     /// consumed count on (TCP).
     pub to_resend: u64,
+    /// Messages waiting in the queue of the *other* transport (pushed while this client
+    /// used it): they are not carried by this session and leave the next time the
+    /// client connects over that transport. Usually 0; non-zero means the client
+    /// switched transports with messages still queued.
+    pub queued_elsewhere: u64,
 }
 
 /// A client session: a persistent send queue and consumed count (on disk, in
@@ -74,7 +79,25 @@ impl Client {
         let (store, _) = Store::open(&cfg.storage_dir, cfg.name, cfg.service, &opts, None, now)?;
         let shm_dir = ShmDir::new(cfg.shm_dir.clone(), &cfg.shm_prefix).map_err(|e| OpenError::Shm(e.to_string()))?;
         let tcp = TcpConnection::new(store, stream_config(&cfg));
-        Ok(Client { cfg, tcp, shm: None, mode: TransportKind::Tcp, shm_dir })
+        let mut client = Client { mode: cfg.transport, cfg, tcp, shm: None, shm_dir };
+        if client.mode == TransportKind::Shm {
+            // Map the rings of the last session (if there is one) so that pushes before
+            // `connect` queue where the shared-memory session will read them.
+            if let Some(server) = client.tcp.store().epoch() {
+                match ShmFile::open(&client.shm_dir, &server, &client.cfg.name) {
+                    Ok(file) => {
+                        let conn = ShmConnection::offline(file, shm_config(&client.cfg))
+                            .map_err(|e| OpenError::Shm(e.to_string()))?;
+                        client.shm = Some(conn);
+                    }
+                    // No rings yet (the server creates them at the first login): pushes
+                    // before `connect` are refused with a clear error, not misrouted.
+                    Err(tcpshm_transport_shm::ShmError::NotFound(_)) => {}
+                    Err(e) => return Err(OpenError::Shm(e.to_string())),
+                }
+            }
+        }
+        Ok(client)
     }
 
     /// The server this session last logged in to (`None`: never).
@@ -138,7 +161,8 @@ impl Client {
                     tcpshm_transport_tcp::AttachError::SeqMismatch(m) => ConnectError::SeqMismatch(m.to_string()),
                     other => ConnectError::Storage(other.to_string()),
                 })?;
-                Ok(Connected { server, transport, reset, to_resend: resume.resend })
+                let queued_elsewhere = self.shm.as_ref().map_or(0, |c| c.counters().queue_depth);
+                Ok(Connected { server, transport, reset, to_resend: resume.resend, queued_elsewhere })
             }
             TransportKind::Shm => {
                 match &mut self.shm {
@@ -151,7 +175,8 @@ impl Client {
                         self.shm = Some(conn);
                     }
                 }
-                Ok(Connected { server, transport, reset, to_resend: 0 })
+                let queued_elsewhere = self.tcp.counters().queue_depth;
+                Ok(Connected { server, transport, reset, to_resend: 0, queued_elsewhere })
             }
         }
     }
@@ -205,18 +230,18 @@ impl Client {
     pub fn tcp(&mut self) -> &mut TcpConnection {
         &mut self.tcp
     }
-
-    #[inline(always)]
-    fn shm_active(&self) -> bool {
-        self.mode == TransportKind::Shm && self.shm.is_some()
-    }
 }
 
+/// Runs `$e` on the connection of the client's transport. A shared-memory client with
+/// no rings mapped yet (it never logged in with this server) runs `$none` instead:
+/// there is nowhere to queue, and pretending otherwise would strand messages in the
+/// TCP queue.
 macro_rules! active {
-    ($self:ident, $c:ident => $e:expr) => {
-        match (&mut $self.shm, $self.mode) {
-            (Some($c), TransportKind::Shm) => $e,
-            _ => {
+    ($self:ident, $c:ident => $e:expr, $none:expr) => {
+        match ($self.mode, &mut $self.shm) {
+            (TransportKind::Shm, Some($c)) => $e,
+            (TransportKind::Shm, None) => $none,
+            (TransportKind::Tcp, _) => {
                 let $c = &mut $self.tcp;
                 $e
             }
@@ -224,56 +249,65 @@ macro_rules! active {
     };
 }
 
+fn no_rings() -> SendError {
+    SendError::Storage(
+        "no shared-memory session to queue into yet: the server creates the rings at the first login, connect first"
+            .into(),
+    )
+}
+
 impl Transport for Client {
     #[inline]
     fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
-        active!(self, c => c.alloc(len))
+        active!(self, c => c.alloc(len), Err(no_rings()))
     }
     #[inline]
     fn push(&mut self, msg_type: u16) -> Result<(), SendError> {
-        active!(self, c => c.push(msg_type))
+        active!(self, c => c.push(msg_type), Err(no_rings()))
     }
     #[inline]
     fn push_more(&mut self, msg_type: u16) -> Result<(), SendError> {
-        active!(self, c => c.push_more(msg_type))
+        active!(self, c => c.push_more(msg_type), Err(no_rings()))
     }
     #[inline]
     fn front(&mut self) -> Option<Msg<'_>> {
-        active!(self, c => c.front())
+        active!(self, c => c.front(), None)
     }
     #[inline]
     fn pop(&mut self) {
-        active!(self, c => c.pop())
+        active!(self, c => c.pop(), ())
     }
     #[inline]
     fn poll(&mut self, now: Nanos) -> bool {
-        active!(self, c => c.poll(now))
+        active!(self, c => c.poll(now), false)
     }
     fn close(&mut self, reason: CloseReason) {
-        active!(self, c => c.close(reason))
+        active!(self, c => c.close(reason), ())
     }
     fn is_connected(&self) -> bool {
-        if self.shm_active() {
-            self.shm.as_ref().is_some_and(|c| c.is_connected())
-        } else {
-            self.tcp.is_connected()
+        match (self.mode, &self.shm) {
+            (TransportKind::Shm, Some(c)) => c.is_connected(),
+            (TransportKind::Shm, None) => false,
+            (TransportKind::Tcp, _) => self.tcp.is_connected(),
         }
     }
     fn close_reason(&self) -> Option<&CloseReason> {
-        match (&self.shm, self.mode) {
-            (Some(c), TransportKind::Shm) => c.close_reason(),
-            _ => self.tcp.close_reason(),
+        match (self.mode, &self.shm) {
+            (TransportKind::Shm, Some(c)) => c.close_reason(),
+            (TransportKind::Shm, None) => Some(&CloseReason::NotConnected),
+            (TransportKind::Tcp, _) => self.tcp.close_reason(),
         }
     }
     fn counters(&self) -> Counters {
-        match (&self.shm, self.mode) {
-            (Some(c), TransportKind::Shm) => c.counters(),
-            _ => self.tcp.counters(),
+        match (self.mode, &self.shm) {
+            (TransportKind::Shm, Some(c)) => c.counters(),
+            (TransportKind::Shm, None) => Counters::default(),
+            (TransportKind::Tcp, _) => self.tcp.counters(),
         }
     }
     fn max_payload(&self) -> usize {
-        match (&self.shm, self.mode) {
-            (Some(c), TransportKind::Shm) => c.max_payload(),
+        match (self.mode, &self.shm) {
+            (TransportKind::Shm, Some(c)) => c.max_payload(),
             _ => self.tcp.max_payload(),
         }
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use tcpshm_persist::Durability;
+use tcpshm_proto::login::TransportKind;
 use tcpshm_proto::{Name, Nanos};
 
 /// Why a client configuration was refused.
@@ -71,6 +72,10 @@ pub struct ClientConfig {
     pub credential: Vec<u8>,
     /// Durability of the send queue. Default [`Durability::Process`].
     pub durability: Durability,
+    /// The transport this client uses, which decides where messages pushed before the
+    /// first `connect` of a process are queued: TCP (the session store), or shared
+    /// memory (the rings of the last session, mapped at `open`). Default TCP.
+    pub transport: TransportKind,
 }
 
 impl ClientConfig {
@@ -89,6 +94,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             credential: Vec::new(),
             durability: Durability::Process,
+            transport: TransportKind::Tcp,
         }
     }
 

@@ -90,6 +90,9 @@ pub enum CloseReason {
     /// A newer login for the same names replaced this connection.
     #[error("replaced by a newer login of the same client")]
     Replaced,
+    /// Not connected yet in this process (messages pushed now wait in the queue).
+    #[error("not connected yet")]
+    NotConnected,
     /// The server refused the login (of a reconnect).
     #[error("login refused: {status}{}{text}", if text.is_empty() { "" } else { ": " })]
     LoginRefused {
@@ -188,8 +191,10 @@ pub trait Transport {
     /// `0..=0xFEFF`) and sends what it can now.
     fn push(&mut self, msg_type: u16) -> Result<(), SendError>;
 
-    /// Publishes the last allocated message but defers sending, so a batch leaves in
-    /// one write at the next `push` or `poll`.
+    /// Completes the last allocated message but defers publishing and sending, so a
+    /// batch leaves in one write: the message becomes visible to the transport (and
+    /// crash-safe) at the next `push`, `pop` or `poll`; a crash before that loses it
+    /// as if it had never been pushed.
     fn push_more(&mut self, msg_type: u16) -> Result<(), SendError>;
 
     /// The next received message, borrowed in place; `None` if none is available.

@@ -84,6 +84,20 @@ impl<S: Read + Write> ShmConnection<S> {
         Ok(ShmConnection { data, control })
     }
 
+    /// A connection on `file` with no control channel yet: closed
+    /// ([`CloseReason::NotConnected`]), but its rings are mapped, so messages can be
+    /// pushed (they wait in the ring) and ones already received can be read; a login
+    /// then [`reattach`](Self::reattach)es a stream. This is how a restarted client
+    /// queues messages for its shared-memory session before it connects.
+    pub fn offline(file: ShmFile, cfg: ShmConfig) -> Result<ShmConnection<S>, ShmError> {
+        cfg.validate()?;
+        let ShmFile { ends, inner } = file;
+        let shared = Shared::new();
+        let data = ShmData::new(ends, inner.clone(), shared.clone(), cfg.max_payload);
+        let control = ShmControl::offline(inner, shared, cfg);
+        Ok(ShmConnection { data, control })
+    }
+
     /// [`new`](Self::new) for a server-side file ([`ShmError::WrongSide`] otherwise).
     pub fn server(file: ShmFile, stream: S, cfg: ShmConfig) -> Result<ShmConnection<S>, ShmError> {
         if file.side() != Side::Server {

@@ -108,6 +108,29 @@ impl<S: Read + Write> ShmControl<S> {
         }
     }
 
+    /// A control part with no stream yet: the session starts closed
+    /// ([`CloseReason::NotConnected`]) until [`reattach`](Self::reattach).
+    pub(crate) fn offline(file: Arc<FileInner>, shared: Arc<Shared>, cfg: ShmConfig) -> ShmControl<S> {
+        shared.close(CloseReason::NotConnected);
+        let view = View::new(&shared);
+        ShmControl {
+            stream: None,
+            file,
+            shared,
+            view,
+            cfg,
+            rbuf: [0; RBUF],
+            rlen: 0,
+            wbuf: [0; WBUF],
+            wstart: 0,
+            wend: 0,
+            last_recv: None,
+            last_send: None,
+            next_check: 0,
+            peer_seen: false,
+        }
+    }
+
     /// Releases this side's lock on the file for the duration of a login exchange
     /// (the client calls it before sending its login request): the server refuses a
     /// login while the client side's lock is held by a live process, and the process

@@ -225,6 +225,7 @@ impl<S: ByteStream> StreamConnection<S> {
             scfg = scfg.with_peer_queue_capacity(peer.queue_capacity);
         }
         self.session.set_config(scfg);
+        self.rx.set_backlog(peer.queue_capacity);
         self.tx.cursor = Some(cursor);
         self.stream = Some(stream);
         self.reason = None;
@@ -537,10 +538,20 @@ impl<S: ByteStream> Transport for StreamConnection<S> {
     fn poll(&mut self, now: Nanos) -> bool {
         self.now = now;
         self.take_close_request();
-        if self.stream.is_none() {
+        // Staged pushes become crash-safe here whatever happens next: a receive error
+        // (the peer just died) must not leave them unpublished.
+        if self.store.staged() > 0 {
             if let Err(e) = self.store.publish() {
-                self.reason = Some(Fail::storage(&e).reason);
+                let f = Fail::storage(&e);
+                if self.stream.is_some() {
+                    self.fail(f);
+                } else {
+                    self.reason = Some(f.reason);
+                }
+                return false;
             }
+        }
+        if self.stream.is_none() {
             return false;
         }
         let r = self.receive(now).and_then(|()| self.timers(now)).and_then(|()| self.flush(now));

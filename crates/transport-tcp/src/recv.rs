@@ -22,11 +22,21 @@ pub(crate) struct RxState {
     start: usize,
     scan: usize,
     end: usize,
-    /// Largest size the buffer may grow to (the largest frame, padded).
+    /// Largest single frame (padded): an incomplete frame may grow the buffer to this.
     limit: usize,
+    /// Largest size the buffer may grow to when it is full of frames the user has not
+    /// popped: the peer's whole send queue (it cannot have more unacknowledged bytes
+    /// in flight) plus room for control frames. Without it, a full buffer of kept
+    /// requests stops reading, and the acks behind them that would let the handler
+    /// reply (and pop) are never read: a deadlock. See [`RxState::set_backlog`].
+    backlog: usize,
     /// The last read stopped before the socket was drained.
     pub(crate) more: bool,
 }
+
+/// Room for control frames (acks, heartbeats) read behind a full backlog of kept
+/// messages; they are cut out of the buffer as soon as they are handled.
+const CONTROL_ROOM: usize = 64 * 1024;
 
 #[inline(always)]
 fn header_at(buf: &[u8], at: usize) -> Header {
@@ -39,7 +49,16 @@ impl RxState {
     pub(crate) fn new(initial: usize, max_frame: u32) -> RxState {
         let limit = (max_frame as usize).next_multiple_of(FRAME_ALIGN).max(MAX_CONTROL_FRAME_LEN);
         let size = initial.max(crate::config::MIN_RECV_BUFFER).min(limit.max(crate::config::MIN_RECV_BUFFER));
-        RxState { buf: vec![0; size], start: 0, scan: 0, end: 0, limit, more: false }
+        RxState { buf: vec![0; size], start: 0, scan: 0, end: 0, limit, backlog: limit, more: false }
+    }
+
+    /// Lets the buffer hold the peer's whole send queue (`peer_queue` bytes, from its
+    /// login; 0 = not said, then only the largest frame) plus room for control frames.
+    /// The buffer grows to it only while the user keeps messages unpopped; that growth
+    /// is the one allocation of a backlog, never one per message.
+    pub(crate) fn set_backlog(&mut self, peer_queue: u64) {
+        let queue = usize::try_from(peer_queue).unwrap_or(usize::MAX);
+        self.backlog = if queue == 0 { self.limit } else { self.limit.max(queue.saturating_add(CONTROL_ROOM)) };
     }
 
     /// Drops everything buffered (the link is gone).
@@ -88,6 +107,12 @@ impl RxState {
                 self.buf.resize(size, 0);
                 return true;
             }
+        } else if self.buf.len() < self.backlog {
+            // Full of frames the user keeps: grow (doubling, up to the peer's queue)
+            // so that what follows them — acks among it — can still be read.
+            let size = self.buf.len().saturating_mul(2).min(self.backlog);
+            self.buf.resize(size, 0);
+            return true;
         }
         false
     }
@@ -287,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn grows_only_for_a_frame_larger_than_the_buffer_and_never_past_the_limit() {
+    fn grows_for_a_large_frame_or_a_backlog_and_never_past_the_limits() {
         let mut rx = RxState::new(1024, 8192);
         assert_eq!(rx.capacity(), 1024);
         // A partial 5000-byte frame filling the buffer: grow to fit it.
@@ -295,8 +320,18 @@ mod tests {
         rx.end = 1024;
         assert!(rx.make_room());
         assert_eq!(rx.capacity(), 8192, "next power of two, capped by the limit");
-        // Unpopped frames before the partial one: wait for pops, do not grow.
+        // Unpopped frames fill the buffer: it grows (doubling) so that what follows
+        // them can be read, up to the backlog bound (the peer's queue)...
         let mut rx = RxState::new(1024, 1 << 20);
+        rx.set_backlog(1500);
+        push_frame(&mut rx, 1, 0, &[0; 100]);
+        rx.buf[rx.end..rx.end + 4].copy_from_slice(&5000u32.to_le_bytes());
+        rx.end = 1024;
+        assert!(rx.make_room());
+        assert_eq!(rx.capacity(), 2048);
+        // ...and no further: then it waits for pops.
+        let mut rx = RxState::new(1024, 1024);
+        rx.set_backlog(0);
         push_frame(&mut rx, 1, 0, &[0; 100]);
         rx.buf[rx.end..rx.end + 4].copy_from_slice(&5000u32.to_le_bytes());
         rx.end = 1024;

@@ -193,10 +193,10 @@ fn realtime() -> (StreamConfig, impl Fn() -> Nanos) {
     (StreamConfig { session, ..common::config() }, move || start.elapsed().as_nanos() as Nanos + 1)
 }
 
-/// The receiver is polled (it answers heartbeats) but never pops: its buffer fills,
-/// then the kernel buffers, then the sender's socket refuses more (backpressure:
-/// both stay connected over several timeouts), then the sender's store fills and
-/// `alloc` returns `None`. Once the receiver pops, every message arrives once, in
+/// The receiver is polled (it answers heartbeats) but never pops: its buffer fills
+/// (up to the sender's queue capacity), then the kernel buffers may too, then the
+/// sender's store fills and `alloc` returns `None` (backpressure: both stay connected
+/// over several timeouts). Once the receiver pops, every message arrives once, in
 /// order, and sending resumes.
 #[test]
 fn full_socket_then_full_store_is_backpressure() {
@@ -228,8 +228,11 @@ fn full_socket_then_full_store_is_backpressure() {
         assert!(a.poll(now) && b.poll(now), "closed while filling: {:?} {:?}", a.close_reason(), b.close_reason());
         blocked_seen |= a.write_blocked();
     }
-    assert!(blocked_seen, "the socket buffer never filled");
-    assert!(a.counters().sent < pushed, "the socket took everything: no backpressure ({})", a.counters());
+    // The receiver's buffer may absorb the sender's whole queue (it grows to the
+    // peer's queue capacity while messages are kept, so acks behind them can always be
+    // read); whether the socket also filled depends on that, so it is not asserted —
+    // `a_peer_that_never_reads` covers a full socket.
+    let _ = blocked_seen;
     // Three timeouts of backpressure: nobody is taken for dead, nothing gets in.
     let until = clock() + 3 * cfg.session.timeout;
     while clock() < until {
@@ -241,7 +244,6 @@ fn full_socket_then_full_store_is_backpressure() {
             b.close_reason()
         );
         assert!(a.alloc(len(pushed)).unwrap().is_none(), "room appeared while the peer popped nothing");
-        assert!(a.write_blocked(), "the socket unblocked while the peer popped nothing");
         std::thread::sleep(Duration::from_millis(2));
     }
     // The receiver pops: all arrive once, in order; then sending resumes.
