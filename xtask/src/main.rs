@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! * `cargo xtask ci` — the whole test gate, in order, stopping at the first failure.
-//! * `cargo xtask bench [ring|persist|all] [--quick]` — benchmarks and their report.
+//! * `cargo xtask bench [echo|stream|scale|persist|ring|all] [--quick]` — benchmarks, report and plots.
 //! * `cargo xtask fuzz [--seconds N]` — bounded cargo-fuzz runs (nightly).
 
 mod bench;
@@ -22,7 +22,7 @@ struct Cli {
 enum Cmd {
     /// The whole test gate: fmt, clippy, tests, docs, loom, miri, bench smoke run.
     Ci(ci::Args),
-    /// Run benchmarks and write `target/bench/<suite>.{json,md}`.
+    /// Run benchmarks and write `target/bench/report.{md,json}` and plots.
     Bench(bench::Args),
     /// Run each cargo-fuzz target for a bounded time (needs nightly and cargo-fuzz).
     Fuzz(fuzz::Args),

@@ -10,6 +10,8 @@
 //!
 //! `cargo xtask bench persist` runs it; `--quick` is a smoke run of a few seconds.
 
+// The bench plumbing shared by every crate of the workspace (see its header).
+#[path = "../../../benches/common/mod.rs"]
 mod common;
 
 use common::{pin_to_cpu, Opts, Report, Row, Summary};

@@ -5,6 +5,8 @@
 //!
 //! `cargo xtask bench ring` runs it; `--quick` is a smoke run.
 
+// The bench plumbing shared by every crate of the workspace (see its header).
+#[path = "../../../benches/common/mod.rs"]
 mod common;
 
 use common::{pair, pinned, Opts, Report, Row, Summary};

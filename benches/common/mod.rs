@@ -1,6 +1,12 @@
-//! Shared plumbing of the ring benchmarks: argument parsing, cpu pinning, two pinned
-//! threads started together, repeated runs summarised as median and best, and the
-//! report rows that `cargo xtask bench` collects into `target/bench/ring.{json,md}`.
+//! Shared plumbing of every benchmark binary of the workspace (the root package's
+//! `benches/` and the crates' `benches/`, which include this file with
+//! `#[path = "../../../benches/common/mod.rs"] mod common;`): argument parsing, cpu
+//! pinning, two pinned threads started together, repeated runs summarised as median
+//! and best, latency distributions, progress lines, and the report rows that
+//! `cargo xtask bench` collects into `target/bench/report.{json,md}`.
+//!
+//! It depends only on `std`, `rustix` (affinity) and `serde_json` (the report), so
+//! every crate's benches can include it.
 //!
 //! Benchmarks never assert a time: they measure, compare against references measured
 //! in the same run, and report ratios. They do check that every item arrived intact
@@ -26,18 +32,36 @@ pub struct Opts {
     /// Run only the measurements whose key contains this (a bare argument, as with
     /// `cargo bench -- FILTER`).
     pub filter: Option<String>,
+    /// Measure the ZeroMQ references (`--with-zmq`; the root echo bench, built with
+    /// the `zmq` feature).
+    pub with_zmq: bool,
+    /// Why the ZeroMQ references are not measured, as decided by `cargo xtask bench`
+    /// (`--zmq-skip REASON`), printed in the report.
+    pub zmq_skip: Option<String>,
 }
 
 impl Opts {
-    /// Parses `--quick`, `--runs N`, `--json PATH`, `--cpus A,B`, `--verbose` and an
-    /// optional bare `FILTER`; ignores the `--bench` flag cargo passes.
+    /// Parses `--quick`, `--runs N`, `--json PATH`, `--cpus A,B`, `--verbose`,
+    /// `--with-zmq`, `--zmq-skip REASON` and an optional bare `FILTER`; ignores the
+    /// `--bench` flag cargo passes.
     pub fn from_args() -> Opts {
-        let mut o = Opts { quick: false, runs: 5, json: None, cpus: (0, 1), verbose: false, filter: None };
+        let mut o = Opts {
+            quick: false,
+            runs: 5,
+            json: None,
+            cpus: (0, 1),
+            verbose: false,
+            filter: None,
+            with_zmq: false,
+            zmq_skip: None,
+        };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--verbose" => o.verbose = true,
+                "--with-zmq" => o.with_zmq = true,
+                "--zmq-skip" => o.zmq_skip = args.next(),
                 "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
                 "--json" => o.json = args.next().map(Into::into),
                 "--cpus" => {
@@ -209,6 +233,10 @@ pub struct Row {
     /// Whether the row measures a reference (another crate, a floor, the clock), not
     /// tcpshm; the README snippet lists only tcpshm's rows.
     pub reference: bool,
+    /// The latency distribution of the median run, for latency rows.
+    pub latency: Option<Latency>,
+    /// Free-form numbers for plots and tables, e.g. `("bytes", 64.0)`; stable keys.
+    pub params: Vec<(&'static str, f64)>,
 }
 
 impl Row {
@@ -223,6 +251,8 @@ impl Row {
             ratios: Vec::new(),
             goal: None,
             reference: false,
+            latency: None,
+            params: Vec::new(),
         }
     }
     /// A row measuring a reference, not tcpshm.
@@ -244,6 +274,75 @@ impl Row {
         self.also = Some((value, unit));
         self
     }
+    /// Attaches the latency distribution of the median run.
+    pub fn latency(mut self, l: Latency) -> Row {
+        self.latency = Some(l);
+        self
+    }
+    /// Adds a named number (e.g. the message size) for plots.
+    pub fn param(mut self, name: &'static str, x: f64) -> Row {
+        self.params.push((name, x));
+        self
+    }
+}
+
+/// A latency distribution (one run), in nanoseconds: the figures users choose a
+/// messaging library by, and the percentile curve for plots.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// 99.99th percentile.
+    pub p9999: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// `(quantile, ns)` points from 0 to 1, denser towards the tail.
+    pub curve: Vec<(f64, f64)>,
+}
+
+impl Latency {
+    /// The quantiles the curve is sampled at: 0.5 and then 1 - 10^(-k/8), up to the
+    /// resolution the sample count supports.
+    pub fn curve_quantiles(count: u64) -> Vec<f64> {
+        let mut q = vec![0.0, 0.25, 0.5];
+        let max_k = ((count.max(1) as f64).log10() * 8.0).floor() as i32;
+        for k in 9..=max_k.min(48) {
+            q.push(1.0 - 10f64.powf(-f64::from(k) / 8.0));
+        }
+        q.push(1.0);
+        q
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "mean": self.mean,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "p99_9": self.p999,
+            "p99_99": self.p9999,
+            "max": self.max,
+            "unit": "ns",
+            "curve": self.curve.iter().map(|(q, v)| serde_json::json!([q, v])).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A progress line for `cargo xtask bench` (which shows it as a live bar): `done` of
+/// `total` steps, now doing `what`. Printed to stderr as `@@progress done total what`.
+pub fn progress(done: usize, total: usize, what: &str) {
+    eprintln!("@@progress {done} {total} {what}");
 }
 
 /// A bench binary's report: rows printed as a markdown table and written as JSON.
@@ -255,12 +354,14 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// How the figures were measured (printed under the table).
     pub notes: Vec<String>,
+    /// What was not measured, and why: `(what, why)`.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Report {
     /// A new empty report.
     pub fn new(name: &str) -> Report {
-        Report { name: name.to_string(), rows: Vec::new(), notes: Vec::new() }
+        Report { name: name.to_string(), rows: Vec::new(), notes: Vec::new(), skipped: Vec::new() }
     }
 
     /// Appends a row.
@@ -271,6 +372,12 @@ impl Report {
     /// Appends a methodology note.
     pub fn note(&mut self, note: &str) {
         self.notes.push(note.to_string());
+    }
+
+    /// Records that `what` was not measured, and why (the report says so plainly).
+    pub fn skip(&mut self, what: &str, why: &str) {
+        eprintln!("skipped: {what}: {why}");
+        self.skipped.push((what.to_string(), why.to_string()));
     }
 
     /// The markdown table of all rows, then the notes.
@@ -300,6 +407,35 @@ impl Report {
                 s.push_str(&format!(" {also} |"));
             }
             s.push_str(&format!(" {} | {} |\n", ratio.join(", "), goal));
+        }
+        let lat: Vec<&Row> = self.rows.iter().filter(|r| r.latency.is_some()).collect();
+        if !lat.is_empty() {
+            s.push_str(
+                "\nLatency distribution of the median run (ns):\n\n\
+                 | measurement | count | mean | p50 | p90 | p99 | p99.9 | p99.99 | max |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for r in lat {
+                let l = r.latency.as_ref().expect("filtered");
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    r.label,
+                    l.count,
+                    fmt_num(l.mean),
+                    fmt_num(l.p50),
+                    fmt_num(l.p90),
+                    fmt_num(l.p99),
+                    fmt_num(l.p999),
+                    fmt_num(l.p9999),
+                    fmt_num(l.max)
+                ));
+            }
+        }
+        if !self.skipped.is_empty() {
+            s.push_str("\nNot measured:\n\n");
+            for (what, why) in &self.skipped {
+                s.push_str(&format!("- **{what}**: skipped: {why}\n"));
+            }
         }
         if !self.notes.is_empty() {
             s.push('\n');
@@ -336,6 +472,8 @@ impl Report {
                         "goal": r.goal.as_ref().map(|(g, _)| g.clone()),
                         "goal_met": r.goal.as_ref().map(|(_, ok)| *ok),
                         "reference": r.reference,
+                        "latency": r.latency.as_ref().map(Latency::json),
+                        "params": r.params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                     })
                 })
                 .collect();
@@ -346,6 +484,7 @@ impl Report {
                 "cpus": [opts.cpus.0, opts.cpus.1],
                 "markdown": self.markdown(),
                 "notes": self.notes,
+                "skipped": self.skipped.iter().map(|(w, y)| serde_json::json!({"what": w, "why": y})).collect::<Vec<_>>(),
                 "rows": rows,
             });
             if let Some(dir) = path.parent() {
