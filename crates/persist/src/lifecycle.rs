@@ -272,7 +272,7 @@ impl Store {
         } else {
             Counters::default()
         };
-        let (dir, durability) = (self.dir.clone(), self.durability);
+        let (dir, durability) = (Dir::open(&self.dir_path, false)?, self.durability);
         let copy = if keep { Some(&mut *self) } else { None };
         let new = Store::build(&dir, &info, counters, copy, durability, false)?.expect("replacing rename");
         // The old mapping and lock go away only now, after the new file is in place

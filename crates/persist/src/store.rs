@@ -65,7 +65,10 @@ pub struct Store {
     pub(crate) base: *mut u8,
     /// Holds the flock; closed (unlocked) after the mapping is gone.
     pub(crate) _file: File,
-    pub(crate) dir: Dir,
+    /// The directory, by path: reopened for the rare whole-file operations (epoch
+    /// reset, migration) rather than held open, so a store costs one descriptor (its
+    /// file), not two — it matters for a server with 10,000 sessions.
+    pub(crate) dir_path: PathBuf,
     pub(crate) path: PathBuf,
     pub(crate) info: HeaderInfo,
     pub(crate) durability: Durability,
@@ -153,7 +156,7 @@ impl Store {
             map,
             base,
             _file: file,
-            dir,
+            dir_path: dir.path.clone(),
             path,
             info,
             durability,
