@@ -226,6 +226,27 @@ impl Client {
         self.shm.as_mut()
     }
 
+    /// Takes the shared-memory connection out of the client, split into its data part
+    /// (the rings: poll it from the hot thread, no system call) and its control part
+    /// (heartbeats and close on the TCP control channel: poll it from another thread).
+    /// The client keeps its session store; a later [`connect`](Self::connect) maps the
+    /// rings again (after the parts are dropped: their lock is exclusive).
+    ///
+    /// ```no_run
+    /// # use tcpshm_client::{Client, ClientConfig, TransportKind};
+    /// # let mut client = Client::open(ClientConfig::new("c".parse().unwrap(), "/tmp/c"), 0).unwrap();
+    /// client.connect("127.0.0.1:12345".parse().unwrap(), TransportKind::Shm, 0).unwrap();
+    /// let (mut data, mut control) = client.split_shm().expect("a shared-memory session");
+    /// std::thread::spawn(move || loop { control.poll(0); std::thread::sleep(std::time::Duration::from_millis(1)) });
+    /// use tcpshm_proto::Transport;
+    /// loop { if let Some(m) = data.front() { let _ = m.payload; data.pop(); } }
+    /// ```
+    pub fn split_shm(
+        &mut self,
+    ) -> Option<(tcpshm_transport_shm::ShmData, tcpshm_transport_shm::ShmControl<TcpStream>)> {
+        self.shm.take().map(ShmConnection::split)
+    }
+
     /// The TCP connection (it also holds the session store).
     pub fn tcp(&mut self) -> &mut TcpConnection {
         &mut self.tcp

@@ -146,7 +146,11 @@ impl Conn<'_> {
         self.send.alloc(len)
     }
 
-    /// Publishes the allocated message with `msg_type` (user types `0..=0xFEFF`).
+    /// Queues the allocated message with `msg_type` (user types `0..=0xFEFF`). Over
+    /// shared memory it is in the peer's ring at once; over TCP it is staged in the
+    /// session store and leaves with the rest of this poll's replies in one write. Either
+    /// way it is crash-safe before the message being handled is popped: a crash
+    /// between the two never loses a reply to a consumed request.
     pub fn push(&mut self, msg_type: u16) -> Result<(), tcpshm_proto::SendError> {
         self.send.push(msg_type)
     }
