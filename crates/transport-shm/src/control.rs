@@ -140,7 +140,7 @@ impl<S: Read + Write> ShmControl<S> {
         crate::lock::unlock(self.file.file.as_fd(), self.file.side.lock_byte())
     }
 
-    /// Retakes this side's lock after a login exchange; [`ShmError::Busy`] if another
+    /// Retakes this side's lock after a login exchange; [`ShmError::Busy`](crate::ShmError::Busy) if another
     /// process took it meanwhile (then this process must not use the rings).
     pub fn relock(&mut self) -> Result<(), crate::ShmError> {
         match crate::lock::try_lock(self.file.file.as_fd(), self.file.side.lock_byte()) {
