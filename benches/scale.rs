@@ -10,7 +10,7 @@
 //!   connected; the ratio of the two is the case's verdict (seconds apart, so the
 //!   drift of a shared machine between cases stays out of it). The descriptor limit
 //!   is raised as needed (`RLIMIT_NOFILE`); the crowd is split over as many processes
-//!   as the limit needs (3 descriptors per client); if the server's limit (3 per
+//!   as the limit needs (2 descriptors per client); if the server's limit (2 per
 //!   connection) cannot be raised far enough, the largest count it can hold is used
 //!   and the report says why. Goal: the 10,000-idle p50 within 1.2x of the p50 alone.
 //! * RTT while 10 and 100 other clients each send 1,000 messages/s (echoed).
@@ -122,9 +122,10 @@ fn rtt<P: Pinger>(p: &mut P, clock: &Clock, span: Duration) -> Latency {
 }
 
 /// Descriptors one client of the crowd holds, and one server-side TCP connection
-/// (measured here: the socket and the session store's file and directory).
-const FDS_PER_CLIENT: u64 = 3;
-const FDS_PER_CONN: u64 = 3;
+/// (the socket and the session store's file; a store does not keep its directory
+/// open).
+const FDS_PER_CLIENT: u64 = 2;
+const FDS_PER_CONN: u64 = 2;
 /// Descriptors kept free for everything else in a process.
 const FDS_SPARE: u64 = 64;
 
@@ -184,7 +185,7 @@ impl Setup {
         if idle + active > server_room {
             idle_left = server_room.saturating_sub(active);
             why = Some(format!(
-                "the server holds {FDS_PER_CONN} descriptors per TCP connection (socket, store file and directory) and \
+                "the server holds {FDS_PER_CONN} descriptors per TCP connection (socket and store file) and \
                  RLIMIT_NOFILE is {}: {}",
                 self.nofile,
                 self.nofile_short.clone().unwrap_or_else(|| "it could not be raised".into())
