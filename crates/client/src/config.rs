@@ -29,7 +29,7 @@ pub enum ConfigError {
     #[error("credential of {0} bytes exceeds the protocol's 256")]
     Credential(usize),
     /// The shared-memory file prefix is not usable in a file name.
-    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.', not starting with '.'")]
+    #[error("shm prefix {0:?} is invalid: use up to 64 ASCII letters, digits, '_', '-' or '.', not starting with a dot, not starting with '.'")]
     ShmPrefix(String),
 }
 
@@ -110,7 +110,7 @@ impl ClientConfig {
         if self.max_message == 0 || self.max_message > 1 << 31 {
             return Err(ConfigError::MaxMessage(self.max_message));
         }
-        let min = ((self.max_message + tcpshm_proto::frame::HEADER_LEN + 8) * 2).next_power_of_two().max(256);
+        let min = tcpshm_proto::frame::min_queue_bytes(self.max_message);
         if !self.queue_bytes.is_power_of_two() || self.queue_bytes < min {
             return Err(ConfigError::QueueSize { bytes: self.queue_bytes, min });
         }
@@ -125,15 +125,8 @@ impl ClientConfig {
         if self.credential.len() > tcpshm_proto::login::MAX_CREDENTIAL_LEN {
             return Err(ConfigError::Credential(self.credential.len()));
         }
-        let p = &self.shm_prefix;
-        // Fix: a leading dot is refused here too, as the shared-memory directory
-        // refuses it (hidden files); it used to pass here and fail later with a
-        // misleading error.
-        if p.len() > 32
-            || p.starts_with('.')
-            || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-        {
-            return Err(ConfigError::ShmPrefix(p.clone()));
+        if !tcpshm_transport_shm::prefix_ok(&self.shm_prefix) {
+            return Err(ConfigError::ShmPrefix(self.shm_prefix.clone()));
         }
         Ok(())
     }
@@ -206,10 +199,10 @@ mod tests {
 
     #[test]
     fn shm_prefixes() {
-        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(33)] {
+        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(65)] {
             assert_eq!(with(|c| c.shm_prefix = bad.into()), Err(ConfigError::ShmPrefix(bad.into())), "{bad:?}");
         }
-        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(32)] {
+        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(64)] {
             assert_eq!(with(|c| c.shm_prefix = good.into()), Ok(()), "{good:?}");
         }
     }

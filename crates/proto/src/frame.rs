@@ -143,3 +143,22 @@ impl Header {
 pub const fn frame_len(payload: usize) -> usize {
     align_up((HEADER_LEN + payload) as u64, FRAME_ALIGN as u64) as usize
 }
+
+/// Smallest queue (ring) size, a power of two, that carries messages of up to
+/// `max_message` bytes over either transport: a `tcpshm-ring` queue takes frames up to
+/// half its size, and a frame is the message plus this header (TCP) or the ring's own
+/// 8-byte header (shared memory), padded. Used to validate configurations.
+///
+/// ```
+/// assert_eq!(tcpshm_proto::frame::min_queue_bytes(1000), 4096);
+/// assert_eq!(tcpshm_proto::frame::min_queue_bytes(1 << 20), 4 << 20);
+/// ```
+pub const fn min_queue_bytes(max_message: usize) -> usize {
+    let frame = (max_message + HEADER_LEN + FRAME_ALIGN) * 2;
+    let q = frame.next_power_of_two();
+    if q < 256 {
+        256
+    } else {
+        q
+    }
+}

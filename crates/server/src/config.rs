@@ -34,7 +34,7 @@ pub enum ConfigError {
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     /// The shared-memory file prefix is not usable in a file name.
-    #[error("shm prefix {0:?} is invalid: use up to 32 ASCII letters, digits, '_', '-' or '.', not starting with '.'")]
+    #[error("shm prefix {0:?} is invalid: use up to 64 ASCII letters, digits, '_', '-' or '.', not starting with a dot, not starting with '.'")]
     ShmPrefix(String),
 }
 
@@ -127,7 +127,7 @@ impl ServerConfig {
         }
         // A frame of the largest message must fit in half a ring (the ring's rule),
         // with the 24-byte wire header.
-        let min = ((self.max_message + tcpshm_proto::frame::HEADER_LEN + 8) * 2).next_power_of_two().max(256);
+        let min = tcpshm_proto::frame::min_queue_bytes(self.max_message);
         for (which, bytes, on) in
             [("TCP", self.tcp_queue_bytes, self.enable_tcp), ("SHM", self.shm_queue_bytes, self.enable_shm)]
         {
@@ -147,15 +147,8 @@ impl ServerConfig {
         if self.messages_per_poll == 0 {
             return Err(ConfigError::Zero("messages_per_poll"));
         }
-        let p = &self.shm_prefix;
-        // Fix: a leading dot is refused here too, as the shared-memory directory
-        // refuses it (hidden files); it used to pass here and fail later with a
-        // misleading error.
-        if p.len() > 32
-            || p.starts_with('.')
-            || !p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-        {
-            return Err(ConfigError::ShmPrefix(p.clone()));
+        if !tcpshm_transport_shm::prefix_ok(&self.shm_prefix) {
+            return Err(ConfigError::ShmPrefix(self.shm_prefix.clone()));
         }
         Ok(())
     }
@@ -274,10 +267,10 @@ mod tests {
 
     #[test]
     fn shm_prefixes() {
-        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(33)] {
+        for bad in ["a/b", "../x", "x y", "é", ".hidden", &"p".repeat(65)] {
             assert_eq!(with(|c| c.shm_prefix = bad.into()), Err(ConfigError::ShmPrefix(bad.into())), "{bad:?}");
         }
-        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(32)] {
+        for good in ["", "tcpshm-", "a.b_c-1", &"p".repeat(64)] {
             assert_eq!(with(|c| c.shm_prefix = good.into()), Ok(()), "{good:?}");
         }
     }

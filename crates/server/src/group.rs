@@ -341,6 +341,25 @@ impl<H: GroupHandler> Group<H> {
         true
     }
 
+    /// Answers a shared-memory login: refused if a live client process holds the
+    /// session's client side (`client_alive`; a client logging in again releases its
+    /// own lock for the exchange, so this is another process), accepted otherwise.
+    /// Returns whether the login goes on; a refusal or failed reply frees the claim.
+    fn accept_shm(&self, h: &mut Handoff, client_alive: bool) -> bool {
+        let server = self.cfg.name;
+        if client_alive {
+            let text = "a live client process holds this session's shared memory";
+            reply::refuse(&mut h.stream, server, LoginStatus::AlreadyLoggedIn, text);
+            self.release(&h.slot);
+            return false;
+        }
+        if reply::send(&mut h.stream, server, LoginStatus::Ok, "", Numbers::default()).is_err() {
+            self.release(&h.slot);
+            return false;
+        }
+        true
+    }
+
     /// A failed login frees its claim; `counts.live` and the load were raised when
     /// it was claimed (by control, or by `supersede`).
     fn release(&self, slot: &Slot) {
@@ -444,30 +463,22 @@ impl<H: GroupHandler> Group<H> {
         &mut self,
         existing: Option<usize>,
         mut h: Handoff,
-        now: Nanos,
+        _now: Nanos,
     ) -> Option<(usize, Arc<Slot>, std::net::SocketAddr)> {
         let server = self.cfg.name;
-        let _ = now;
         if let Some(i) = existing {
             let Some(Entry { link: Link::Shm(conn), .. }) = self.entries[i].as_mut() else {
                 self.release(&h.slot);
                 return None;
             };
-            if matches!(conn.peer_alive(), Ok(true)) {
-                reply::refuse(
-                    &mut h.stream,
-                    server,
-                    LoginStatus::AlreadyLoggedIn,
-                    "a live client process holds this session's shared memory",
-                );
-                self.release(&h.slot);
+            let alive = matches!(conn.peer_alive(), Ok(true));
+            if !self.accept_shm(&mut h, alive) {
                 return None;
             }
-            if reply::send(&mut h.stream, server, LoginStatus::Ok, "", Numbers::default()).is_err() {
-                self.release(&h.slot);
-                return None;
+            // Still the shared-memory entry matched above (nothing ran in between).
+            if let Some(Entry { link: Link::Shm(conn), .. }) = self.entries[i].as_mut() {
+                conn.reattach(h.stream);
             }
-            conn.reattach(h.stream);
             return Some((i, h.slot, h.peer));
         }
         let caps =
@@ -480,18 +491,7 @@ impl<H: GroupHandler> Group<H> {
                 return None;
             }
         };
-        if matches!(file.peer_alive(), Ok(true)) {
-            reply::refuse(
-                &mut h.stream,
-                server,
-                LoginStatus::AlreadyLoggedIn,
-                "a live client process holds this session's shared memory",
-            );
-            self.release(&h.slot);
-            return None;
-        }
-        if reply::send(&mut h.stream, server, LoginStatus::Ok, "", Numbers::default()).is_err() {
-            self.release(&h.slot);
+        if !self.accept_shm(&mut h, matches!(file.peer_alive(), Ok(true))) {
             return None;
         }
         match ShmConnection::server(file, h.stream, shm_config(&self.cfg)) {

@@ -89,9 +89,13 @@ fn tells_peer(reason: &CloseReason) -> bool {
 
 impl<S: Read + Write> ShmControl<S> {
     pub(crate) fn new(stream: S, file: Arc<FileInner>, shared: Arc<Shared>, cfg: ShmConfig) -> ShmControl<S> {
+        Self::build(Some(stream), file, shared, cfg)
+    }
+
+    fn build(stream: Option<S>, file: Arc<FileInner>, shared: Arc<Shared>, cfg: ShmConfig) -> ShmControl<S> {
         let view = View::new(&shared);
         ShmControl {
-            stream: Some(stream),
+            stream,
             file,
             shared,
             view,
@@ -112,23 +116,7 @@ impl<S: Read + Write> ShmControl<S> {
     /// ([`CloseReason::NotConnected`]) until [`reattach`](Self::reattach).
     pub(crate) fn offline(file: Arc<FileInner>, shared: Arc<Shared>, cfg: ShmConfig) -> ShmControl<S> {
         shared.close(CloseReason::NotConnected);
-        let view = View::new(&shared);
-        ShmControl {
-            stream: None,
-            file,
-            shared,
-            view,
-            cfg,
-            rbuf: [0; RBUF],
-            rlen: 0,
-            wbuf: [0; WBUF],
-            wstart: 0,
-            wend: 0,
-            last_recv: None,
-            last_send: None,
-            next_check: 0,
-            peer_seen: false,
-        }
+        Self::build(None, file, shared, cfg)
     }
 
     /// Releases this side's lock on the file for the duration of a login exchange

@@ -58,7 +58,16 @@ impl Default for ShmDir {
     }
 }
 
-fn prefix_ok(p: &str) -> bool {
+/// Whether `p` is a valid file-name prefix for connection files (at most 64 bytes of
+/// ASCII letters, digits, `_`, `-`, `.`, not starting with a dot; may be empty). The
+/// one rule, used by [`ShmDir::new`] and by the server's and client's configurations.
+///
+/// ```
+/// assert!(tcpshm_transport_shm::prefix_ok("tcpshm-"));
+/// assert!(!tcpshm_transport_shm::prefix_ok(".hidden"));
+/// assert!(!tcpshm_transport_shm::prefix_ok("a/b"));
+/// ```
+pub fn prefix_ok(p: &str) -> bool {
     p.len() <= MAX_PREFIX_LEN
         && !p.starts_with('.')
         && p.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))

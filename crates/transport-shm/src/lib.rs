@@ -144,7 +144,7 @@ pub use config::ShmConfig;
 pub use connection::ShmConnection;
 pub use control::ShmControl;
 pub use data::{ShmData, ShmSender};
-pub use dir::{ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};
+pub use dir::{prefix_ok, ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};
 pub use error::{Direction, ShmError, Side};
 pub use file::ShmFile;
 pub use layout::Capacities;
