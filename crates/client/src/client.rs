@@ -219,9 +219,9 @@ impl Client {
         }
     }
 
-    /// The shared-memory connection, if the session uses shared memory (to
-    /// [`split`](ShmConnection::split) it into a data part and a control part polled
-    /// from two threads).
+    /// The shared-memory connection, if the session uses shared memory (to inspect
+    /// it; to poll its rings and its control channel from two threads, take it with
+    /// [`split_shm`](Self::split_shm)).
     pub fn shm(&mut self) -> Option<&mut ShmConnection<TcpStream>> {
         self.shm.as_mut()
     }

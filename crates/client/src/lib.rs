@@ -13,7 +13,7 @@
 //! In shared-memory mode the data path is two rings in a file under `/dev/shm`; the
 //! TCP login socket stays open as the control channel (heartbeats, orderly close),
 //! and the ring can be polled from one thread while the control channel is polled
-//! from another ([`Client::shm`], then `split`).
+//! from another ([`Client::split_shm`]).
 #![forbid(unsafe_code)]
 
 mod client;

@@ -78,11 +78,11 @@ impl<T: Copy> Shared<T> {
     #[inline]
     fn copy_in(&self, start: usize, items: &[T]) {
         let first = (self.capacity() - (start & self.mask)).min(items.len());
+        // `UnsafeCell<MaybeUninit<T>>` has the layout of `T`, so the slots are an array
+        // of `T`; `first <= capacity - offset`, the rest starts at 0.
         let base = self.slots.as_ptr() as *mut T;
-        // SAFETY: `UnsafeCell<MaybeUninit<T>>` has the layout of `T`, so the slots are
-        // an array of `T`; both ranges lie within it (`first <= capacity - offset`,
-        // the rest starts at 0 and `items.len() <= capacity`); the producer owns these
-        // free slots (`start - head + len <= capacity`) until it publishes.
+        // SAFETY: both ranges lie within the slots; the producer owns these free slots
+        // (`start - head + len <= capacity`) until it publishes.
         unsafe {
             core::ptr::copy_nonoverlapping(items.as_ptr(), base.add(start & self.mask), first);
             core::ptr::copy_nonoverlapping(items.as_ptr().add(first), base, items.len() - first);

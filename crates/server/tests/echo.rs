@@ -51,8 +51,7 @@ fn echo_over_tcp_and_shm() {
 
     for (i, kind) in [TransportKind::Tcp, TransportKind::Shm].into_iter().enumerate() {
         let mut ccfg = ClientConfig::new(format!("client{i}").parse().unwrap(), dir.path().join("client"));
-        ccfg.shm_prefix = dir.path().file_name().map(|_| ccfg.shm_prefix.clone()).unwrap();
-        ccfg.shm_prefix = common::TempDir::shm_prefix(&dir);
+        ccfg.shm_prefix = dir.shm_prefix();
         ccfg.queue_bytes = 1 << 20;
         ccfg.max_message = 4096;
         let mut client = Client::open(ccfg.clone(), now()).unwrap();
@@ -68,11 +67,4 @@ fn echo_over_tcp_and_shm() {
     stop.store(true, Ordering::Relaxed);
     let server = h.join().unwrap();
     drop(server);
-    let _ = std::fs::read_dir("/dev/shm").map(|d| {
-        for e in d.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&dir.shm_prefix()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    });
 }

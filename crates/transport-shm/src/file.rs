@@ -300,12 +300,11 @@ fn attach_ends(map: &MmapRaw, geo: &Geometry, side: Side, path: &Path) -> Result
     let ring = |direction: Direction| -> Result<(Producer<'static>, Consumer<'static>), ShmError> {
         let (off, len) = geo.ring(direction);
         let err = |error| ShmError::Ring { path: path.to_path_buf(), direction, error };
-        // SAFETY: `off + len <= file_len`, the mapping's length (checked by
-        // `validate_control` against the file's length). The mapping outlives the
-        // ends: they are stored next to an `Arc` of it and dropped first. At most one
-        // end of each kind is live per ring across processes: each side keeps one end
-        // of each ring and holds its side's exclusive lock; the other end returned
-        // here is dropped at once, which does not touch the region.
+        // At most one end of each kind is live per ring across processes: each side
+        // keeps one end of each ring and holds its side's exclusive lock; the other
+        // end returned here is dropped at once, which does not touch the region.
+        // SAFETY: `off + len <= file_len` (checked by `validate_control`), the mapping
+        // outlives the ends (dropped first, next to an `Arc` of it), one end per kind.
         let (p, c) = unsafe { var::attach_raw(map.as_mut_ptr().add(off), len) }.map_err(err)?;
         let want = Config { capacity: geo.caps.of(direction), align: RING_ALIGN };
         if p.config() != want {

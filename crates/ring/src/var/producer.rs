@@ -110,12 +110,11 @@ impl<'a> Producer<'a> {
         };
         self.ring.track_write(pos, frame);
         self.pending = Some(Pending { skip, len: len as u32 });
-        // SAFETY: `pos + frame <= capacity` (the frame fits before the end, wrapping
-        // if needed), and bytes `write..write + need` are free: the consumer released
-        // them (acquire above) and will not read them before we publish. Zeroing the
-        // 8-byte words that hold padding *before* the caller writes the payload keeps
-        // stale bytes out of the padding with one or two aligned stores instead of a
-        // variable-length memset after the payload.
+        // Zeroing the 8-byte words that hold padding *before* the caller writes the
+        // payload keeps stale bytes out of the padding with one or two aligned stores
+        // instead of a variable-length memset after the payload.
+        // SAFETY: `pos + frame <= capacity` (wrapping if needed) and `write..write +
+        // need` is free: released by the consumer (acquire above), unread until publish.
         unsafe {
             let at = self.ring.at(pos);
             let mut word = (FRAME_HEADER_LEN + len) as u64 & !7;

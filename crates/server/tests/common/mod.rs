@@ -29,14 +29,24 @@ impl TempDir {
         &self.0
     }
     /// A unique shared-memory prefix for this test.
+    /// (The directory's own name: unique per process and per `TempDir`.)
     pub fn shm_prefix(&self) -> String {
-        format!("t{}-{}-", std::process::id(), self.0.file_name().unwrap().to_string_lossy().len() % 1000)
+        format!("{}-", self.0.file_name().unwrap().to_string_lossy())
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // Also on a failed test: the shared-memory files made under this prefix.
+        let prefix = self.shm_prefix();
+        if let Ok(d) = std::fs::read_dir("/dev/shm") {
+            for e in d.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 
