@@ -46,6 +46,8 @@ impl CloseCode {
     pub const STORAGE: CloseCode = CloseCode(4);
     /// The sender found shared state corrupt.
     pub const CORRUPT: CloseCode = CloseCode(5);
+    /// A message exceeds what the other side accepts.
+    pub const LIMIT: CloseCode = CloseCode(6);
     /// Any other reason (the text says which).
     pub const OTHER: CloseCode = CloseCode(0xFFFF);
 
@@ -64,6 +66,7 @@ impl CloseCode {
             CloseReason::Timeout { .. } => CloseCode::TIMEOUT,
             CloseReason::Replaced => CloseCode::REPLACED,
             CloseReason::Storage(_) => CloseCode::STORAGE,
+            CloseReason::LimitExceeded { .. } => CloseCode::LIMIT,
             CloseReason::Corrupt(_) => CloseCode::CORRUPT,
             _ => CloseCode::OTHER,
         }
@@ -78,6 +81,7 @@ impl CloseCode {
             CloseCode::REPLACED => "replaced",
             CloseCode::STORAGE => "storage error",
             CloseCode::CORRUPT => "corrupt state",
+            CloseCode::LIMIT => "limit exceeded",
             CloseCode::OTHER => "other",
             _ => return None,
         })
@@ -181,18 +185,11 @@ impl<'a> CloseFrame<'a> {
     /// use tcpshm_proto::close::{CloseCode, CloseFrame};
     /// use tcpshm_proto::CloseReason;
     /// let f = CloseFrame { code: CloseCode::REQUESTED, text: "bye" };
-    /// assert_eq!(f.to_reason(), CloseReason::RemoteRequested("requested: bye".into()));
+    /// assert_eq!(f.to_reason(), CloseReason::RemoteRequested { code: CloseCode::REQUESTED, text: "bye".into() });
+    /// assert_eq!(f.to_reason().to_string(), "the peer closed the connection: requested: bye");
     /// ```
     pub fn to_reason(&self) -> CloseReason {
-        let code = self.code.to_string();
-        if self.text.is_empty() {
-            CloseReason::RemoteRequested(code)
-        } else if self.text.starts_with(&code) {
-            // A text made by `for_reason` often starts with the code's name already.
-            CloseReason::RemoteRequested(self.text.to_owned())
-        } else {
-            CloseReason::RemoteRequested(format!("{code}: {}", self.text))
-        }
+        CloseReason::RemoteRequested { code: self.code, text: self.text.to_owned() }
     }
 }
 

@@ -5,13 +5,18 @@
 //! reads is reassembled by [`decode`](crate::decode()) like any frame, and its size is
 //! bounded ([`MAX_REQUEST_LEN`], [`MAX_REPLY_LEN`]) before a byte of it is buffered.
 //! The frame header's `seq` and `ack` carry the sender's next seq and consumed count,
-//! as on every control frame; the payload below is authoritative.
+//! as on every control frame; the payload below is authoritative. What the numbers
+//! must satisfy is [`crate::handshake`]'s business; this module only moves them.
 //!
 //! All integers are little-endian. The first 6 bytes (magic, version) keep this
 //! meaning in every protocol version, so a peer of another version is told so rather
 //! than misparsed.
 //!
-//! # Request (client to server), 43 to [`MAX_REQUEST_LEN`] bytes
+//! Both directions carry the sender's [`SessionNumbers`] (what it consumed and holds
+//! of the peer's messages, and its own send queue) and its [`Limits`] (the largest
+//! message it accepts, its send-queue capacity).
+//!
+//! # Request (client to server), 60 to [`MAX_REQUEST_LEN`] bytes
 //!
 //! | offset | size | field | meaning |
 //! |---:|---:|---|---|
@@ -20,16 +25,20 @@
 //! | 6 | 1 | transport (u8) | [`TransportKind`]: 0 TCP, 1 SHM |
 //! | 7 | 1 | `c` (u8) | client name length, 1..=64 |
 //! | 8 | 8 | consumed (u64) | how many of the server's messages the client consumed |
-//! | 16 | 8 | first unacked (u64) | client send queue: first seq not acknowledged |
-//! | 24 | 8 | next seq (u64) | client send queue: seq of the next push (>= first unacked) |
-//! | 32 | 8 | queue capacity (u64) | bytes of the client's send queue (0 = not said) |
-//! | 40 | 2 | `k` (u16) | credential length, 0..=256 |
-//! | 42 | 1 | `s` (u8) | last server name length, 0 (none: a fresh client) ..=64 |
-//! | 43 | `c` | client name | a valid [`Name`] |
-//! | 43 + `c` | `s` | last server name | a valid [`Name`], the server the client last logged in to |
-//! | 43 + `c` + `s` | `k` | credential | opaque bytes for the server's login handler |
+//! | 16 | 8 | seen (u64) | how many of the server's messages the client consumed or holds (>= consumed) |
+//! | 24 | 8 | first unacked (u64) | client send queue: first seq not acknowledged |
+//! | 32 | 8 | next seq (u64) | client send queue: seq of the next push (>= first unacked) |
+//! | 40 | 8 | queue capacity (u64) | bytes of the client's send queue (0 = not said) |
+//! | 48 | 4 | max message (u32) | largest user message the client accepts |
+//! | 52 | 4 | largest queued (u32) | largest message in the client's send queue (0 if none) |
+//! | 56 | 2 | `k` (u16) | credential length, 0..=256 |
+//! | 58 | 1 | `s` (u8) | last server name length, 0 (none: a fresh client) ..=64 |
+//! | 59 | 1 | reserved, 0 | |
+//! | 60 | `c` | client name | a valid [`Name`] |
+//! | 60 + `c` | `s` | last server name | a valid [`Name`], the server the client last logged in to |
+//! | 60 + `c` + `s` | `k` | credential | opaque bytes for the server's login handler |
 //!
-//! # Reply (server to client), 43 to [`MAX_REPLY_LEN`] bytes
+//! # Reply (server to client), 68 to [`MAX_REPLY_LEN`] bytes
 //!
 //! | offset | size | field | meaning |
 //! |---:|---:|---|---|
@@ -37,19 +46,23 @@
 //! | 4 | 2 | version (u16) | the server's protocol version |
 //! | 6 | 2 | status (u16) | [`LoginStatus`] code: 0 accepted, else the refusal reason |
 //! | 8 | 8 | consumed (u64) | how many of the client's messages the server consumed |
-//! | 16 | 8 | first unacked (u64) | server send queue: first seq not acknowledged |
-//! | 24 | 8 | next seq (u64) | server send queue: seq of the next push (>= first unacked) |
-//! | 32 | 8 | queue capacity (u64) | bytes of the server's send queue (0 = not said) |
-//! | 40 | 2 | `t` (u16) | text length, 0..=256 |
-//! | 42 | 1 | `s` (u8) | server name length, 1..=64 |
-//! | 43 | `s` | server name | a valid [`Name`] |
-//! | 43 + `s` | `t` | text | UTF-8: the refusal's detail (e.g. the handler's reason) |
+//! | 16 | 8 | seen (u64) | how many of the client's messages the server consumed or holds |
+//! | 24 | 8 | first unacked (u64) | server send queue: first seq not acknowledged |
+//! | 32 | 8 | next seq (u64) | server send queue: seq of the next push (>= first unacked) |
+//! | 40 | 8 | queue capacity (u64) | bytes of the server's send queue (0 = not said) |
+//! | 48 | 4 | max message (u32) | largest user message the server accepts |
+//! | 52 | 4 | reserved, 0 | |
+//! | 56 | 8 | shm file id (u64) | identity of the session's shared-memory file (0: none) |
+//! | 64 | 2 | `t` (u16) | text length, 0..=256 |
+//! | 66 | 1 | `s` (u8) | server name length, 1..=64 |
+//! | 67 | 1 | reserved, 0 | |
+//! | 68 | `s` | server name | a valid [`Name`] |
+//! | 68 + `s` | `t` | text | UTF-8: the refusal's detail (e.g. the handler's reason) |
 //!
-//! Nothing may follow the last field. The queue capacities let each side ack before
-//! the other's queue fills ([`SessionConfig::with_peer_queue_capacity`](crate::session::SessionConfig::with_peer_queue_capacity)).
+//! Nothing may follow the last field. A refusal carries zero numbers.
 //!
 //! ```
-//! use tcpshm_proto::login::{LoginRequest, TransportKind};
+//! use tcpshm_proto::login::{Limits, LoginRequest, SessionNumbers, TransportKind};
 //! use tcpshm_proto::session::SeqRange;
 //! use tcpshm_proto::Name;
 //!
@@ -57,9 +70,9 @@
 //!     client: Name::new("trader-1").unwrap(),
 //!     last_server: Some(Name::new("Server20180714").unwrap()),
 //!     transport: TransportKind::Shm,
-//!     consumed: 17,
-//!     send_range: SeqRange::new(3, 9).unwrap(),
-//!     queue_capacity: 1 << 20,
+//!     numbers: SessionNumbers { consumed: 17, seen: 17, send_range: SeqRange::new(3, 9).unwrap() },
+//!     limits: Limits { max_message: 4096, queue_capacity: 1 << 20 },
+//!     largest_queued: 100,
 //!     credential: b"secret",
 //! };
 //! let mut buf = [0u8; tcpshm_proto::login::MAX_REQUEST_LEN];
@@ -75,18 +88,21 @@ use core::fmt;
 
 /// Magic number at the start of every login request and reply: `"TSHM"`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TSHM");
-/// The protocol version this code speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this code speaks (2: the limits exchange, the `seen` counts
+/// and the shared-memory file identity).
+pub const VERSION: u16 = 2;
 /// Longest credential in a request.
 pub const MAX_CREDENTIAL_LEN: usize = 256;
 /// Longest text in a reply.
 pub const MAX_TEXT_LEN: usize = 256;
-/// Bytes of the fixed part of a request or reply (before the names).
-pub const FIXED_LEN: usize = 43;
+/// Bytes of the fixed part of a request (before the names).
+pub const REQUEST_FIXED_LEN: usize = 60;
+/// Bytes of the fixed part of a reply (before the name).
+pub const REPLY_FIXED_LEN: usize = 68;
 /// Longest request payload.
-pub const MAX_REQUEST_LEN: usize = FIXED_LEN + 2 * MAX_NAME_LEN + MAX_CREDENTIAL_LEN;
+pub const MAX_REQUEST_LEN: usize = REQUEST_FIXED_LEN + 2 * MAX_NAME_LEN + MAX_CREDENTIAL_LEN;
 /// Longest reply payload.
-pub const MAX_REPLY_LEN: usize = FIXED_LEN + MAX_NAME_LEN + MAX_TEXT_LEN;
+pub const MAX_REPLY_LEN: usize = REPLY_FIXED_LEN + MAX_NAME_LEN + MAX_TEXT_LEN;
 
 /// The transport a client asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,11 +175,15 @@ pub enum LoginStatus {
     /// The request is malformed in another way (truncated, bad field, trailing
     /// bytes; the text says what).
     Malformed = 10,
+    /// A queued message is larger than the other side accepts (the text says which
+    /// side, the message's seq and size, and the limit): resending it could never
+    /// succeed, so the session does not resume until the limits agree.
+    LimitExceeded = 11,
 }
 
 impl LoginStatus {
     /// Every status, in code order.
-    pub const ALL: [LoginStatus; 11] = [
+    pub const ALL: [LoginStatus; 12] = [
         LoginStatus::Ok,
         LoginStatus::BadMagic,
         LoginStatus::BadVersion,
@@ -175,6 +195,7 @@ impl LoginStatus {
         LoginStatus::StorageError,
         LoginStatus::TransportDisabled,
         LoginStatus::Malformed,
+        LoginStatus::LimitExceeded,
     ];
 
     /// The wire code.
@@ -217,6 +238,7 @@ impl fmt::Display for LoginStatus {
             LoginStatus::StorageError => "server storage error",
             LoginStatus::TransportDisabled => "transport disabled on the server",
             LoginStatus::Malformed => "malformed login request",
+            LoginStatus::LimitExceeded => "a queued message exceeds the other side's limit",
         })
     }
 }
@@ -244,6 +266,7 @@ impl fmt::Display for NameField {
 
 /// Why a login request or reply could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoginParseError {
     /// Fewer bytes than the fields say.
     #[error("login payload of {have} bytes is truncated: {need} needed")]
@@ -299,6 +322,17 @@ pub enum LoginParseError {
     /// Bytes after the last field.
     #[error("{0} bytes after the end of the login")]
     TrailingBytes(usize),
+    /// A count that contradicts another (`seen` below `consumed`).
+    #[error("seen count {seen} is below the consumed count {consumed}")]
+    SeenBelowConsumed {
+        /// The consumed count.
+        consumed: u64,
+        /// The seen count.
+        seen: u64,
+    },
+    /// A reserved byte is not zero.
+    #[error("reserved byte at offset {0} is not zero")]
+    Reserved(usize),
 }
 
 impl LoginParseError {
@@ -319,6 +353,44 @@ impl LoginParseError {
     }
 }
 
+/// What one side of a session says about it at login: how far it got with the peer's
+/// messages and what its own send queue holds. The request and the reply both carry
+/// one; [`crate::handshake`] checks that the two fit.
+///
+/// ```
+/// use tcpshm_proto::login::SessionNumbers;
+/// let fresh = SessionNumbers::default();
+/// assert_eq!((fresh.consumed, fresh.seen, fresh.send_range.next()), (0, 0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SessionNumbers {
+    /// How many of the peer's messages this side consumed (popped): its commit point.
+    pub consumed: u64,
+    /// How many of the peer's messages this side consumed or holds to read later
+    /// (messages waiting in a shared-memory ring it maps). At least `consumed`; the
+    /// peer must have pushed at least this many.
+    pub seen: u64,
+    /// This side's send queue: `first_unacked..next_seq`.
+    pub send_range: SeqRange,
+}
+
+/// What one side accepts and holds: told at login so each side knows the other's.
+///
+/// ```
+/// use tcpshm_proto::login::Limits;
+/// let l = Limits { max_message: 4096, queue_capacity: 1 << 20 };
+/// assert_eq!(l.max_message, 4096);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Limits {
+    /// The largest user message (payload bytes) this side accepts. A side never sends
+    /// a message above its peer's limit: `alloc` refuses it.
+    pub max_message: u32,
+    /// Bytes of this side's send queue (0 = not said): the peer acks before a share of
+    /// it is used, and bounds its receive backlog by it.
+    pub queue_capacity: u64,
+}
+
 /// A login request, borrowing its credential from the received bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginRequest<'a> {
@@ -329,12 +401,12 @@ pub struct LoginRequest<'a> {
     pub last_server: Option<Name>,
     /// The transport the client asks for.
     pub transport: TransportKind,
-    /// How many of the server's messages the client consumed.
-    pub consumed: u64,
-    /// The client's send queue.
-    pub send_range: SeqRange,
-    /// Bytes of the client's send queue (0 if not said).
-    pub queue_capacity: u64,
+    /// The client's session numbers.
+    pub numbers: SessionNumbers,
+    /// The client's limits.
+    pub limits: Limits,
+    /// The largest message (payload bytes) in the client's send queue, 0 if it is empty.
+    pub largest_queued: u32,
     /// Opaque bytes for the server's login handler, at most [`MAX_CREDENTIAL_LEN`].
     pub credential: &'a [u8],
 }
@@ -346,15 +418,37 @@ pub struct LoginReply<'a> {
     pub status: LoginStatus,
     /// The server's name.
     pub server: Name,
-    /// How many of the client's messages the server consumed.
-    pub consumed: u64,
-    /// The server's send queue.
-    pub send_range: SeqRange,
-    /// Bytes of the server's send queue (0 if not said).
-    pub queue_capacity: u64,
+    /// The server's session numbers (zero in a refusal).
+    pub numbers: SessionNumbers,
+    /// The server's limits (zero in a refusal).
+    pub limits: Limits,
+    /// Identity of the session's shared-memory file (a random number written when the
+    /// server created it), 0 if there is none. A client that maps another file (an
+    /// older one, since replaced) must let it go and map the server's.
+    pub shm_file_id: u64,
     /// Detail of a refusal (the handler's reason, the mismatch...), at most
     /// [`MAX_TEXT_LEN`] bytes; usually empty when accepted.
     pub text: &'a str,
+}
+
+impl LoginReply<'_> {
+    /// A refusal: status and text, numbers and limits zero.
+    ///
+    /// ```
+    /// use tcpshm_proto::login::{LoginReply, LoginStatus};
+    /// let r = LoginReply::refusal(LoginStatus::ServerFull, "srv".parse().unwrap(), "full");
+    /// assert_eq!((r.status, r.numbers.consumed), (LoginStatus::ServerFull, 0));
+    /// ```
+    pub fn refusal(status: LoginStatus, server: Name, text: &str) -> LoginReply<'_> {
+        LoginReply {
+            status,
+            server,
+            numbers: SessionNumbers::default(),
+            limits: Limits::default(),
+            shm_file_id: 0,
+            text: truncate_utf8(text, MAX_TEXT_LEN),
+        }
+    }
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character
@@ -378,7 +472,7 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
 impl<'a> LoginRequest<'a> {
     /// Bytes [`encode`](Self::encode) writes.
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN
+        REQUEST_FIXED_LEN
             + self.client.as_bytes().len()
             + self.last_server.map_or(0, |n| n.as_bytes().len())
             + self.credential.len()
@@ -408,9 +502,10 @@ impl<'a> LoginRequest<'a> {
         w.put(&MAGIC.to_le_bytes());
         w.put(&VERSION.to_le_bytes());
         w.put(&[self.transport.code(), client.len() as u8]);
-        put_numbers(&mut w, self.consumed, self.send_range, self.queue_capacity);
+        put_numbers(&mut w, &self.numbers, &self.limits);
+        w.put(&self.largest_queued.to_le_bytes());
         w.put(&(self.credential.len() as u16).to_le_bytes());
-        w.put(&[last.len() as u8]);
+        w.put(&[last.len() as u8, 0]);
         w.put(client);
         w.put(last);
         w.put(self.credential);
@@ -420,32 +515,41 @@ impl<'a> LoginRequest<'a> {
 
     /// Parses and validates a request payload (every field, in layout order; the
     /// magic and version first).
+    ///
+    /// ```
+    /// use tcpshm_proto::login::{LoginParseError, LoginRequest};
+    /// assert_eq!(LoginRequest::parse(b"HTTP/1.1"), Err(LoginParseError::BadMagic(0x50545448)));
+    /// ```
     pub fn parse(b: &'a [u8]) -> Result<LoginRequest<'a>, LoginParseError> {
         check_magic_version(b)?;
-        let fixed = fixed(b)?;
+        let fixed = fixed::<REQUEST_FIXED_LEN>(b)?;
         let transport = TransportKind::from_code(fixed[6]).ok_or(LoginParseError::UnknownTransport(fixed[6]))?;
         let client_len = fixed[7] as usize;
-        let (consumed, send_range, queue_capacity) = numbers(fixed)?;
-        let cred_len = u16::from_le_bytes([fixed[40], fixed[41]]) as usize;
-        let last_len = fixed[42] as usize;
+        let (numbers, limits) = numbers(&fixed[..])?;
+        let largest_queued = u32_at(&fixed[..], 52);
+        let cred_len = u16::from_le_bytes([fixed[56], fixed[57]]) as usize;
+        let last_len = fixed[58] as usize;
+        if fixed[59] != 0 {
+            return Err(LoginParseError::Reserved(59));
+        }
         check_name_len(NameField::Client, client_len)?;
         check_name_len(NameField::LastServer, last_len)?;
         if cred_len > MAX_CREDENTIAL_LEN {
             return Err(LoginParseError::CredentialTooLong(cred_len));
         }
-        let rest = exact(b, client_len + last_len + cred_len)?;
+        let rest = exact(b, REQUEST_FIXED_LEN, client_len + last_len + cred_len)?;
         let (client, rest) = rest.split_at(client_len);
         let (last, credential) = rest.split_at(last_len);
         let client = name(NameField::Client, client)?;
         let last_server = if last.is_empty() { None } else { Some(name(NameField::LastServer, last)?) };
-        Ok(LoginRequest { client, last_server, transport, consumed, send_range, queue_capacity, credential })
+        Ok(LoginRequest { client, last_server, transport, numbers, limits, largest_queued, credential })
     }
 }
 
 impl<'a> LoginReply<'a> {
     /// Bytes [`encode`](Self::encode) writes.
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.server.as_bytes().len() + self.text.len()
+        REPLY_FIXED_LEN + self.server.as_bytes().len() + self.text.len()
     }
 
     /// Checks the bounded fields (the text's length).
@@ -460,16 +564,7 @@ impl<'a> LoginReply<'a> {
     ///
     /// ```
     /// use tcpshm_proto::login::{LoginReply, LoginStatus, MAX_REPLY_LEN};
-    /// use tcpshm_proto::Name;
-    ///
-    /// let reply = LoginReply {
-    ///     status: LoginStatus::Rejected,
-    ///     server: Name::new("srv").unwrap(),
-    ///     consumed: 0,
-    ///     send_range: Default::default(),
-    ///     queue_capacity: 0,
-    ///     text: "unknown account",
-    /// };
+    /// let reply = LoginReply::refusal(LoginStatus::Rejected, "srv".parse().unwrap(), "unknown account");
     /// let mut buf = [0u8; MAX_REPLY_LEN];
     /// let n = reply.encode(&mut buf).unwrap();
     /// let back = LoginReply::parse(&buf[..n]).unwrap();
@@ -485,9 +580,11 @@ impl<'a> LoginReply<'a> {
         w.put(&MAGIC.to_le_bytes());
         w.put(&VERSION.to_le_bytes());
         w.put(&self.status.code().to_le_bytes());
-        put_numbers(&mut w, self.consumed, self.send_range, self.queue_capacity);
+        put_numbers(&mut w, &self.numbers, &self.limits);
+        w.put(&0u32.to_le_bytes());
+        w.put(&self.shm_file_id.to_le_bytes());
         w.put(&(self.text.len() as u16).to_le_bytes());
-        w.put(&[server.len() as u8]);
+        w.put(&[server.len() as u8, 0]);
         w.put(server);
         w.put(self.text.as_bytes());
         debug_assert_eq!(w.pos, n);
@@ -498,22 +595,26 @@ impl<'a> LoginReply<'a> {
     /// and version first).
     pub fn parse(b: &'a [u8]) -> Result<LoginReply<'a>, LoginParseError> {
         check_magic_version(b)?;
-        let fixed = fixed(b)?;
+        let fixed = fixed::<REPLY_FIXED_LEN>(b)?;
         let code = u16::from_le_bytes([fixed[6], fixed[7]]);
         let status = LoginStatus::from_code(code).ok_or(LoginParseError::UnknownStatus(code))?;
-        let (consumed, send_range, queue_capacity) = numbers(fixed)?;
-        let text_len = u16::from_le_bytes([fixed[40], fixed[41]]) as usize;
-        let server_len = fixed[42] as usize;
+        let (numbers, limits) = numbers(&fixed[..])?;
+        if let Some(at) = (52..56).chain(67..68).find(|&i| fixed[i] != 0) {
+            return Err(LoginParseError::Reserved(at));
+        }
+        let shm_file_id = u64_at(&fixed[..], 56);
+        let text_len = u16::from_le_bytes([fixed[64], fixed[65]]) as usize;
+        let server_len = fixed[66] as usize;
         check_name_len(NameField::Server, server_len)?;
         if text_len > MAX_TEXT_LEN {
             return Err(LoginParseError::TextTooLong(text_len));
         }
-        let rest = exact(b, server_len + text_len)?;
+        let rest = exact(b, REPLY_FIXED_LEN, server_len + text_len)?;
         let (server, text) = rest.split_at(server_len);
         let server = name(NameField::Server, server)?;
         let text =
             core::str::from_utf8(text).map_err(|e| LoginParseError::TextNotUtf8 { valid_up_to: e.valid_up_to() })?;
-        Ok(LoginReply { status, server, consumed, send_range, queue_capacity, text })
+        Ok(LoginReply { status, server, numbers, limits, shm_file_id, text })
     }
 }
 
@@ -530,11 +631,14 @@ impl Writer<'_> {
     }
 }
 
-fn put_numbers(w: &mut Writer<'_>, consumed: u64, range: SeqRange, capacity: u64) {
-    w.put(&consumed.to_le_bytes());
-    w.put(&range.first_unacked().to_le_bytes());
-    w.put(&range.next().to_le_bytes());
-    w.put(&capacity.to_le_bytes());
+/// Bytes 8..52 of both payloads: the numbers and the limits.
+fn put_numbers(w: &mut Writer<'_>, n: &SessionNumbers, l: &Limits) {
+    w.put(&n.consumed.to_le_bytes());
+    w.put(&n.seen.to_le_bytes());
+    w.put(&n.send_range.first_unacked().to_le_bytes());
+    w.put(&n.send_range.next().to_le_bytes());
+    w.put(&l.queue_capacity.to_le_bytes());
+    w.put(&l.max_message.to_le_bytes());
 }
 
 fn check_magic_version(b: &[u8]) -> Result<(), LoginParseError> {
@@ -551,20 +655,31 @@ fn check_magic_version(b: &[u8]) -> Result<(), LoginParseError> {
     Ok(())
 }
 
-fn fixed(b: &[u8]) -> Result<&[u8; FIXED_LEN], LoginParseError> {
-    b.first_chunk::<FIXED_LEN>().ok_or(LoginParseError::Truncated { need: FIXED_LEN, have: b.len() })
+fn fixed<const N: usize>(b: &[u8]) -> Result<&[u8; N], LoginParseError> {
+    b.first_chunk::<N>().ok_or(LoginParseError::Truncated { need: N, have: b.len() })
 }
 
-fn u64_at(b: &[u8; FIXED_LEN], at: usize) -> u64 {
+fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
 }
 
-fn numbers(b: &[u8; FIXED_LEN]) -> Result<(u64, SeqRange, u64), LoginParseError> {
-    let (first_unacked, next) = (u64_at(b, 16), u64_at(b, 24));
-    let range = SeqRange::new(first_unacked, next).ok_or(LoginParseError::InvertedRange { first_unacked, next })?;
-    Ok((u64_at(b, 8), range, u64_at(b, 32)))
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn numbers(b: &[u8]) -> Result<(SessionNumbers, Limits), LoginParseError> {
+    let (consumed, seen) = (u64_at(b, 8), u64_at(b, 16));
+    if seen < consumed {
+        return Err(LoginParseError::SeenBelowConsumed { consumed, seen });
+    }
+    let (first_unacked, next) = (u64_at(b, 24), u64_at(b, 32));
+    let send_range = SeqRange::new(first_unacked, next).ok_or(LoginParseError::InvertedRange { first_unacked, next })?;
+    let limits = Limits { queue_capacity: u64_at(b, 40), max_message: u32_at(b, 48) };
+    Ok((SessionNumbers { consumed, seen, send_range }, limits))
 }
 
 fn check_name_len(field: NameField, len: usize) -> Result<(), LoginParseError> {
@@ -574,13 +689,13 @@ fn check_name_len(field: NameField, len: usize) -> Result<(), LoginParseError> {
     Ok(())
 }
 
-/// The variable part, which must be exactly `len` bytes.
-fn exact(b: &[u8], len: usize) -> Result<&[u8], LoginParseError> {
-    let need = FIXED_LEN + len;
+/// The variable part after a `fixed`-byte fixed part, which must be exactly `len` bytes.
+fn exact(b: &[u8], fixed: usize, len: usize) -> Result<&[u8], LoginParseError> {
+    let need = fixed + len;
     match b.len().cmp(&need) {
         core::cmp::Ordering::Less => Err(LoginParseError::Truncated { need, have: b.len() }),
         core::cmp::Ordering::Greater => Err(LoginParseError::TrailingBytes(b.len() - need)),
-        core::cmp::Ordering::Equal => Ok(&b[FIXED_LEN..]),
+        core::cmp::Ordering::Equal => Ok(&b[fixed..]),
     }
 }
 

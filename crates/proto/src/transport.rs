@@ -8,7 +8,8 @@
 //! path is statically dispatched. The `testkit` feature holds the conformance suite
 //! every implementation runs.
 
-use crate::error::ProtocolError;
+use crate::counters::Counters;
+use crate::error::{Fault, ProtocolError};
 use core::fmt;
 
 /// Nanoseconds on the caller's monotonic clock. Only differences are used.
@@ -25,17 +26,42 @@ pub struct Msg<'a> {
     pub payload: &'a [u8],
 }
 
+/// Which limit a message is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// This side's configured maximum message.
+    Local,
+    /// The peer's maximum message, as it told at login (or as remembered from the last
+    /// login, before the first one of this process).
+    Peer,
+    /// What the send queue can hold at all (about half its capacity).
+    Queue,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Local => "this side's maximum message",
+            Limit::Peer => "the peer's maximum message",
+            Limit::Queue => "the send queue's largest message",
+        })
+    }
+}
+
 /// Why a push could not be done. A full queue is not an error (`alloc` returns
 /// `Ok(None)`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
-    /// The message is longer than the connection's maximum payload.
-    #[error("message of {len} bytes exceeds the maximum payload of {max} bytes")]
+    /// The message is longer than a limit allows: it is refused here and never sent.
+    #[error("message of {len} bytes exceeds {limit} of {max} bytes")]
     TooLarge {
         /// Requested length.
         len: usize,
         /// The maximum.
         max: usize,
+        /// Whose limit.
+        limit: Limit,
     },
     /// The message type is in the reserved control range.
     #[error("message type {0:#06x} is reserved for control frames (user types are 0..=0xFEFF)")]
@@ -43,9 +69,9 @@ pub enum SendError {
     /// `push` without a successful `alloc`.
     #[error("push without a successful alloc")]
     NothingAllocated,
-    /// The send queue's storage failed or is corrupt.
+    /// The send queue's storage failed or is corrupt (the typed error inside).
     #[error("send queue storage failed: {0}")]
-    Storage(String),
+    Storage(Fault),
 }
 
 /// Why a connection is (or was last) closed.
@@ -59,8 +85,13 @@ pub enum CloseReason {
     #[error("the peer closed the connection")]
     RemoteClosed,
     /// The peer sent an orderly close with a reason.
-    #[error("the peer closed the connection: {0}")]
-    RemoteRequested(String),
+    #[error("the peer closed the connection: {code}{}{text}", if text.is_empty() { "" } else { ": " })]
+    RemoteRequested {
+        /// The peer's reason code.
+        code: crate::close::CloseCode,
+        /// The peer's text.
+        text: String,
+    },
     /// Nothing arrived from the peer for longer than the connection timeout.
     #[error("no traffic from the peer for {silent_ns} ns (timeout)")]
     Timeout {
@@ -81,12 +112,22 @@ pub enum CloseReason {
     /// The peer process is gone (shared memory: its lock on the file was released).
     #[error("the peer process died")]
     PeerDied,
-    /// Shared state (a ring or store) is corrupt.
+    /// Shared state (a ring, a store or a shared-memory file) is corrupt.
     #[error("corrupt shared state: {0}")]
-    Corrupt(String),
-    /// The persistent store failed.
+    Corrupt(Fault),
+    /// The persistent store or the shared-memory file failed.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(Fault),
+    /// A queued message exceeds what the peer accepts: it can never be delivered.
+    #[error("queued message seq {seq} of {len} bytes exceeds the peer's maximum of {max} bytes")]
+    LimitExceeded {
+        /// The message's seq.
+        seq: u64,
+        /// Its length.
+        len: usize,
+        /// The peer's maximum.
+        max: usize,
+    },
     /// A newer login for the same names replaced this connection.
     #[error("replaced by a newer login of the same client")]
     Replaced,
@@ -119,35 +160,6 @@ impl CloseReason {
 impl From<ProtocolError> for CloseReason {
     fn from(e: ProtocolError) -> Self {
         CloseReason::Protocol(e)
-    }
-}
-
-/// Counters of a connection since it was opened (this process).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Messages pushed by the user.
-    pub pushed: u64,
-    /// Messages written to the medium (first time).
-    pub sent: u64,
-    /// Messages acknowledged (consumed) by the peer.
-    pub acked: u64,
-    /// Messages written again after a reconnect.
-    pub resent: u64,
-    /// Messages received from the peer.
-    pub received: u64,
-    /// Messages popped by the user.
-    pub popped: u64,
-    /// Messages in the send queue not yet acknowledged.
-    pub queue_depth: u64,
-}
-
-impl fmt::Display for Counters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pushed {} sent {} acked {} resent {} received {} popped {} queued {}",
-            self.pushed, self.sent, self.acked, self.resent, self.received, self.popped, self.queue_depth
-        )
     }
 }
 
@@ -218,8 +230,16 @@ pub trait Transport {
     /// Why the connection closed, if it is closed.
     fn close_reason(&self) -> Option<&CloseReason>;
 
-    /// Counters since this process opened the connection.
+    /// Counters: this process's, and the session's persisted numbers.
     fn counters(&self) -> Counters;
+
+    /// The next moment at which `poll` has timed work to do (a heartbeat, the peer's
+    /// timeout), or `None` when nothing is timed (not connected). A caller with
+    /// nothing else to do may sleep until then instead of spinning; messages arriving
+    /// earlier are not covered (use readiness for those).
+    fn next_deadline(&self) -> Option<Nanos> {
+        None
+    }
 
     /// Largest message [`alloc`](Self::alloc) accepts.
     fn max_payload(&self) -> usize;
