@@ -55,6 +55,21 @@ pub enum Direction {
     ClientToServer,
 }
 
+impl Direction {
+    /// The other direction.
+    ///
+    /// ```
+    /// use tcpshm_transport_shm::Direction;
+    /// assert_eq!(Direction::ServerToClient.reverse(), Direction::ClientToServer);
+    /// ```
+    pub const fn reverse(self) -> Direction {
+        match self {
+            Direction::ServerToClient => Direction::ClientToServer,
+            Direction::ClientToServer => Direction::ServerToClient,
+        }
+    }
+}
+
 impl std::fmt::Display for Direction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

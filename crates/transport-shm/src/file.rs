@@ -17,7 +17,11 @@ use std::sync::Arc;
 use tcpshm_proto::Name;
 use tcpshm_ring::var::{self, AttachError, Config, Consumer, Producer};
 
-/// The mapping and the locked descriptor, shared by the parts of a connection.
+/// Offset of the read index in a `tcpshm_ring::var` region header (its documented
+/// layout; the region's magic and version are checked at open).
+const RING_READ_INDEX_OFFSET: usize = 256;
+
+/// The mapping and the locked descriptor.
 /// Field order is drop order: unmap, then close the descriptor (releasing the lock).
 pub(crate) struct FileInner {
     pub(crate) map: MmapRaw,
@@ -40,6 +44,16 @@ impl FileInner {
     /// Whether the peer side's lock is held (by a live open file description).
     pub(crate) fn peer_alive(&self) -> std::io::Result<bool> {
         lock::held_by_other(self.file.as_fd(), self.side.peer().lock_byte())
+    }
+
+    /// The read index of the ring carrying `direction` (bytes its consumer released),
+    /// read from the region header ([`tcpshm_ring::var::layout`] offset 256).
+    pub(crate) fn ring_read_index(&self, direction: Direction) -> u64 {
+        let (off, _) = self.geo.ring(direction);
+        // SAFETY: the ring region was validated at open (its header is in the mapping,
+        // 8-aligned); the read index is an atomic the consumer stores with release.
+        let index = unsafe { &*(self.map.as_mut_ptr().add(off + RING_READ_INDEX_OFFSET) as *const AtomicU64) };
+        index.load(Ordering::Acquire)
     }
 
     /// `(base of the data area, capacity)` of the ring carrying `direction`.
@@ -275,6 +289,17 @@ impl ShmFile {
         false
     }
 
+    /// The file's identity: a random non-zero number written when the file was
+    /// created. Two files of the same names (one replaced by the other) differ in it.
+    pub fn file_id(&self) -> u64 {
+        self.inner.control().file_id()
+    }
+
+    /// Adds 1 to the session epoch (the server does at each login on this file).
+    pub fn bump_epoch(&self) -> u64 {
+        self.inner.control().epoch().fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     /// The session epoch: how many logins the server side has attached to this file.
     pub fn epoch(&self) -> u64 {
         self.inner.control().epoch().load(Ordering::Acquire)
@@ -289,6 +314,20 @@ impl ShmFile {
             p => Some(p),
         }
     }
+}
+
+/// A random non-zero file id (the kernel's random source; if it is unavailable, a
+/// value from the pid, a counter and an address, which still tells two files apart
+/// in practice).
+fn new_file_id() -> u64 {
+    let mut b = [0u8; 8];
+    let got = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).unwrap_or(0);
+    let mut id = u64::from_le_bytes(b);
+    if got < 8 {
+        let here = &b as *const _ as u64;
+        id ^= here.rotate_left(17) ^ (u64::from(my_pid()) << 32) ^ TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    }
+    id.max(1)
 }
 
 fn my_pid() -> u32 {
@@ -466,7 +505,7 @@ fn create_named(
             var::init(&mut all[off..off + len], Config { capacity: caps.of(direction), align: RING_ALIGN })
                 .map_err(|error| ShmError::BadCapacity { direction, error })?;
         }
-        layout::write_control(&mut all[..CONTROL_LEN], &geo, server, client);
+        layout::write_control(&mut all[..CONTROL_LEN], &geo, server, client, new_file_id());
     }
     let ends = attach_ends(&map, &geo, Side::Server, &path)?;
     let placed = if replace {

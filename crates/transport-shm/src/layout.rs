@@ -16,16 +16,31 @@
 //! | 62 | 2 | reserved, 0 |
 //! | 64 | 64 | server name, zero-padded |
 //! | 128 | 64 | client name, zero-padded |
-//! | 192 | 8 | checksum: FNV-1a 64 of bytes 0..192 |
+//! | 192 | 8 | file id: a random non-zero number chosen at creation (u64) |
+//! | 200 | 8 | checksum: FNV-1a 64 of bytes 0..200 |
+//! | 208 | 48 | reserved, 0 |
 //! | 256 | 8 | session epoch (`AtomicU64`; the server adds 1 at each login) |
 //! | 320 | 4 | server pid (`AtomicU32`, informational; 0 = none) |
 //! | 384 | 4 | client pid (`AtomicU32`, informational; 0 = none) |
-//! | 448 | 3648 | reserved, 0 |
+//! | 512 | 8 | consumed count of the server→client ring (`AtomicU64`, written by the client) |
+//! | 640 | 8 | consumed count of the client→server ring (`AtomicU64`, written by the server) |
+//! | 768 | 3328 | reserved, 0 |
 //! | 4096 | 384 + cap | server→client ring region (`tcpshm_ring::var` layout) |
 //! | page-aligned | 384 + cap | client→server ring region |
 //!
-//! Bytes 0..200 never change after creation; the checksum makes a torn or scribbled
-//! header an error instead of a misread. Each ring region is padded to a multiple of
+//! Bytes 0..208 never change after creation; the checksum makes a torn or scribbled
+//! header an error instead of a misread. The file id tells two files of the same
+//! names apart: a client that still maps a file the server has since replaced (lost,
+//! removed, recreated) learns it at login, when the server's reply names another id.
+//!
+//! Each ring carries whole wire frames ([`tcpshm_proto::frame`]: the 24-byte header
+//! with `seq` and `ack`, then the payload, zero padding to 8), so a frame moves
+//! between a ring and a byte stream unchanged. A ring's consumed count is its
+//! receiver's commit point: the seq after the last message it popped, stored
+//! *before* the ring's read index releases that message (so it is never behind;
+//! when it is ahead, the message at the read index is a copy of one already
+//! consumed, which the receiver releases when it attaches). It is also the sender's
+//! acknowledgement: there is no ack traffic on shared memory. Each ring region is padded to a multiple of
 //! 4096 bytes so both start on a page; the file length is exactly the end of the
 //! padded second region.
 
@@ -39,7 +54,7 @@ use tcpshm_ring::var::{self, Config};
 /// Magic number at offset 0 (`"TSHMCONN"`).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSHMCONN");
 /// Layout version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes of the control block (one page).
 pub const CONTROL_LEN: usize = 4096;
 /// Ring regions start on multiples of this.
@@ -61,11 +76,14 @@ const OFF_CLIENT_LEN: usize = 61;
 const OFF_RESERVED: usize = 62;
 const OFF_SERVER_NAME: usize = 64;
 const OFF_CLIENT_NAME: usize = 128;
-const OFF_CHECKSUM: usize = 192;
-const IMMUTABLE_LEN: usize = 192;
+const OFF_FILE_ID: usize = 192;
+const OFF_CHECKSUM: usize = 200;
+const IMMUTABLE_LEN: usize = 200;
 pub(crate) const OFF_EPOCH: usize = 256;
 pub(crate) const OFF_SERVER_PID: usize = 320;
 pub(crate) const OFF_CLIENT_PID: usize = 384;
+pub(crate) const OFF_S2C_CONSUMED: usize = 512;
+pub(crate) const OFF_C2S_CONSUMED: usize = 640;
 
 /// The data capacities of the two rings of a connection, in bytes. Each is a power of
 /// two, at least 32; a ring carries messages up to half its capacity less 8 bytes.
@@ -168,8 +186,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Writes a fresh control block into `block` (zeroed, [`CONTROL_LEN`] bytes): all
-/// fields, epoch 0, no pids. The magic is written last.
-pub(crate) fn write_control(block: &mut [u8], geo: &Geometry, server: &Name, client: &Name) {
+/// fields, epoch 0, no pids, consumed counts 0. The magic is written last.
+pub(crate) fn write_control(block: &mut [u8], geo: &Geometry, server: &Name, client: &Name, file_id: u64) {
     let b = &mut block[..CONTROL_LEN];
     b.fill(0);
     b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
@@ -184,6 +202,7 @@ pub(crate) fn write_control(block: &mut [u8], geo: &Geometry, server: &Name, cli
     b[OFF_CLIENT_LEN] = client.as_bytes().len() as u8;
     b[OFF_SERVER_NAME..OFF_SERVER_NAME + server.as_bytes().len()].copy_from_slice(server.as_bytes());
     b[OFF_CLIENT_NAME..OFF_CLIENT_NAME + client.as_bytes().len()].copy_from_slice(client.as_bytes());
+    b[OFF_FILE_ID..OFF_FILE_ID + 8].copy_from_slice(&file_id.to_le_bytes());
     b[OFF_MAGIC..OFF_MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
     let sum = fnv1a(&b[..IMMUTABLE_LEN]);
     b[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
@@ -278,7 +297,10 @@ pub(crate) fn validate_control(
         return Err(ShmError::SizeMismatch { path: path_buf(), found: file_len, expected: stated });
     }
     if b[OFF_CHECKSUM + 8..OFF_EPOCH].iter().any(|&x| x != 0) {
-        return bad("reserved bytes 200..256 are not zero");
+        return bad("reserved bytes 208..256 are not zero");
+    }
+    if u64_at(b, OFF_FILE_ID) == 0 {
+        return bad("the file id is 0");
     }
     Ok(geo)
 }
@@ -301,6 +323,22 @@ impl ControlBlock {
         // SAFETY: `new`'s contract: the block is mapped and page-aligned, so offset 256
         // is in bounds and 8-aligned; the field is only accessed atomically.
         unsafe { &*(self.base.add(OFF_EPOCH) as *const AtomicU64) }
+    }
+
+    /// The consumed count of the ring carrying `direction` (written by its receiver).
+    pub(crate) fn consumed(&self, direction: Direction) -> &AtomicU64 {
+        let off = match direction {
+            Direction::ServerToClient => OFF_S2C_CONSUMED,
+            Direction::ClientToServer => OFF_C2S_CONSUMED,
+        };
+        // SAFETY: as for `epoch`: in bounds, 8-aligned, accessed only atomically.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
+    /// The file id (immutable after creation).
+    pub(crate) fn file_id(&self) -> u64 {
+        // SAFETY: in bounds and 8-aligned; immutable after creation (validated).
+        u64::from_le(unsafe { self.base.add(OFF_FILE_ID).cast::<u64>().read_volatile() })
     }
 
     pub(crate) fn pid(&self, side: crate::Side) -> &AtomicU32 {
@@ -350,7 +388,7 @@ mod tests {
         let caps = Capacities::symmetric(4096);
         let geo = Geometry::new(caps);
         let mut b = [0u8; CONTROL_LEN];
-        write_control(&mut b, &geo, &s, &c);
+        write_control(&mut b, &geo, &s, &c, 0x1234);
         let p = Path::new("/x");
         let ok = Expect { server: &s, client: &c, caps: Some(caps) };
         assert_eq!(validate_control(&b, geo.file_len as u64, p, &ok).unwrap(), geo);
@@ -367,6 +405,8 @@ mod tests {
         let mut live = b;
         live[OFF_EPOCH] = 9;
         live[OFF_SERVER_PID] = 1;
+        live[OFF_S2C_CONSUMED] = 3;
+        live[OFF_C2S_CONSUMED] = 4;
         assert!(validate_control(&live, geo.file_len as u64, p, &any).is_ok());
 
         let other = Name::new("srv2").unwrap();

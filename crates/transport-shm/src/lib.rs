@@ -1,13 +1,12 @@
 //! # tcpshm-transport-shm
 //!
-//! The shared-memory transport of tcpshm (Linux): after a login over TCP, the two
-//! sides of a connection exchange messages through two lock-free rings in one file
-//! under `/dev/shm`. The hot path — [`alloc`](tcpshm_proto::Transport::alloc),
-//! `push`, `front`, `pop` — is a few loads and stores on the mapping: no system call,
-//! no allocation, no lock. The login socket stays open as a control channel
-//! (heartbeats, orderly close, timeout), and each side holds a lock on the file that
-//! the kernel drops when its process dies, so a crashed peer is seen at the next check
-//! and a second process can never attach to a live connection's rings.
+//! The shared-memory medium of tcpshm (Linux): the two sides of a session exchange
+//! messages through two lock-free rings in one file under `/dev/shm`. The hot path —
+//! [`Rings::alloc`], [`push_more`](Rings::push_more)/[`publish`](Rings::publish),
+//! [`front`](Rings::front), [`pop`](Rings::pop) — is a few loads and stores on the
+//! mapping: no system call, no allocation, no lock. It holds no session rule (those
+//! are `tcpshm-proto`'s) and no session state (that is `tcpshm-connection`'s, which
+//! keeps the login's byte stream open as the control stream beside the rings).
 //!
 //! ## Files
 //!
@@ -20,8 +19,8 @@
 //!
 //! | offset | size | content |
 //! |---:|---:|---|
-//! | 0 | 4096 | control block: magic `"TSHMCONN"`, layout version, file length, ring offsets and capacities, server and client names, checksum of these immutable fields, then the session epoch and both pids (atomics) — byte table in [`layout`] |
-//! | 4096 | 384 + cap(s→c), padded to 4096 | server→client ring (`tcpshm_ring::var` region) |
+//! | 0 | 4096 | control block: magic `"TSHMCONN"`, layout version, file length, ring offsets and capacities, server and client names, the file id, checksum of these immutable fields, then the session epoch, both pids and both rings' consumed counts (atomics) — byte table in [`layout`] |
+//! | 4096 | 384 + cap(s→c), padded to 4096 | server→client ring (`tcpshm_ring::var` region of wire frames) |
 //! | page-aligned | 384 + cap(c→s), padded to 4096 | client→server ring |
 //!
 //! **Creation is crash-safe**: the server creates the file under a temporary name
@@ -43,41 +42,25 @@
 //! ## The locking rule
 //!
 //! Each side holds an open-file-description (OFD) write lock on one byte of its file
-//! while it is attached (from [`ShmFile::create_or_open`] / [`ShmFile::open`] until the
-//! `ShmFile`, or the connection made from it, is dropped): **the server on byte 0,
-//! the client on byte 1**.
+//! while it maps it (from [`ShmFile::create_or_open`] / [`ShmFile::open`] until the
+//! `ShmFile`, or the [`Rings`] made from it, is dropped): **the server on byte 0, the
+//! client on byte 1**.
 //! * Taking a side's lock fails with [`ShmError::Busy`] if another live open file
 //!   description holds it — another process, or another open in this process — so
 //!   at most one producer and one consumer ever use each ring.
-//! * The kernel releases a lock when its holder dies, by any signal, SIGKILL included.
-//!   The control part checks the peer's byte with `F_OFD_GETLK` at each control check
-//!   ([`ShmConfig::check_interval`]): a peer seen attached in this session whose lock is
-//!   gone closes the session with [`CloseReason::PeerDied`](tcpshm_proto::CloseReason::PeerDied)
-//!   at once, without waiting for a TCP timeout. [`ShmFile::peer_alive`] asks directly.
+//! * The kernel releases a lock when its holder dies, by any signal, SIGKILL included:
+//!   [`ShmFile::peer_alive`] tells a dead peer from a live one (one `fcntl`).
 //! * Removal and replacement take both locks.
 //! * A lock belongs to the open file description: a child created by `fork` shares
 //!   its parent's (and keeps it alive while it lives).
 //!
-//! ## Sessions and epochs
+//! ## Persistence and numbering
 //!
-//! The rings are the persistence: a message pushed (published) is in the file and
-//! survives a crash of either process; a message popped is gone; one not popped is
-//! seen again by whoever attaches next. There are no sequence numbers or acks on the
-//! data path: the ring's read index is the consumer's commit point.
-//!
-//! The server adds 1 to the file's session epoch at each login
-//! ([`ShmConnection::server`], [`ShmConnection::reattach`]). A server with a new name
-//! uses another file (the names are the key), so it starts with fresh rings; the
-//! client drops its connection to the old server and removes the old server's file
-//! with [`ShmDir::remove`] when it no longer wants its unread messages.
-//!
-//! ## Threads
-//!
-//! [`ShmConnection`] can be polled from one thread, or [`split`](ShmConnection::split)
-//! into [`ShmData`] (the rings; `Send`; its poll makes no system call) and
-//! [`ShmControl`] (the control stream and the lock checks; `Send`), polled from two
-//! threads. They share the connection state through an `Arc` of atomics; a
-//! [`CloseHandle`] asks for a close from any thread.
+//! The rings are the persistence of a shared-memory session: a message pushed
+//! (published) is in the file and survives a crash of either process; a message
+//! popped is gone; one not popped is seen again by whoever attaches next. Frames are
+//! wire frames with their session `seq`; each ring's consumed count (in the control
+//! block) is its receiver's commit point and its sender's acknowledgement.
 //!
 //! ## Limits
 //!
@@ -85,79 +68,42 @@
 //! * A process of the same user can truncate the file under a live mapping; the
 //!   next access to the lost pages is a SIGBUS. File permissions keep other users
 //!   out; nothing can keep the same user out.
-//! * A message staged with `push_more` is not in the ring until the next `push` or
-//!   `poll` publishes it; a crash in between loses it (as if never pushed).
 //!
 //! ```
-//! use std::os::unix::net::UnixStream;
-//! use tcpshm_proto::{Name, Transport};
-//! use tcpshm_transport_shm::{Capacities, ShmConfig, ShmConnection, ShmDir, ShmFile};
+//! use tcpshm_proto::Name;
+//! use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmError, ShmFile, Side};
 //!
 //! let dir = ShmDir::new("/dev/shm", &format!("doc-lib-{}-", std::process::id())).unwrap();
 //! let (s, c) = (Name::new("srv").unwrap(), Name::new("cli").unwrap());
-//! // The control channel: here a socket pair; in production the login TCP socket.
-//! let (a, b) = UnixStream::pair().unwrap();
-//! a.set_nonblocking(true).unwrap();
-//! b.set_nonblocking(true).unwrap();
-//!
-//! let srv_file = ShmFile::create_or_open(&dir, &s, &c, Capacities::default()).unwrap();
-//! let server = ShmConnection::server(srv_file, a, ShmConfig::default()).unwrap();
-//! let cli_file = ShmFile::open(&dir, &s, &c).unwrap();
-//! let mut client = ShmConnection::client(cli_file, b, ShmConfig::default()).unwrap();
-//!
-//! // The server's hot thread polls the data part; another polls the control part.
-//! let (mut data, mut control) = server.split();
-//! let t0 = std::time::Instant::now();
-//! let control_thread = std::thread::spawn(move || {
-//!     while control.poll(t0.elapsed().as_nanos() as u64) {
-//!         std::thread::sleep(std::time::Duration::from_millis(1));
-//!     }
-//!     control.close_reason().cloned()
-//! });
-//!
-//! client.alloc(4).unwrap().unwrap().copy_from_slice(b"ping");
-//! client.push(7).unwrap();
-//! let m = data.front().unwrap();
-//! assert_eq!((m.msg_type, m.payload), (7, &b"ping"[..]));
-//! data.pop();
-//!
-//! client.close(tcpshm_proto::CloseReason::Requested);
-//! let seen = control_thread.join().unwrap();
-//! assert!(matches!(seen, Some(tcpshm_proto::CloseReason::RemoteRequested(_))));
-//! drop((data, client));
+//! let server = Rings::new(ShmFile::create_or_open(&dir, &s, &c, Capacities::default()).unwrap());
+//! let client = ShmFile::open(&dir, &s, &c).unwrap();
+//! // A second client of the same session is refused while the first maps the file.
+//! assert!(matches!(ShmFile::open(&dir, &s, &c), Err(ShmError::Busy { side: Side::Client, .. })));
+//! assert!(server.peer_alive().unwrap());
+//! drop(client);
+//! assert!(!server.peer_alive().unwrap());
+//! drop(server);
 //! dir.remove(&s, &c).unwrap();
 //! ```
 #![cfg_attr(not(test), warn(clippy::undocumented_unsafe_blocks))]
 
-mod config;
-mod connection;
-mod control;
-mod data;
 mod dir;
 mod error;
 mod file;
 pub mod layout;
 mod lock;
-mod state;
+mod rings;
 
-pub use config::ShmConfig;
-pub use connection::ShmConnection;
-pub use control::ShmControl;
-pub use data::{ShmData, ShmSender};
 pub use dir::{prefix_ok, ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};
 pub use error::{Direction, ShmError, Side};
 pub use file::ShmFile;
 pub use layout::Capacities;
-pub use state::CloseHandle;
+pub use rings::{RingError, RingMsg, Rings};
 
 /// The threading promises of the public types, checked at compile time.
 #[allow(dead_code)]
 fn _assert_thread_safety() {
     fn send<T: Send>() {}
-    fn send_sync<T: Send + Sync>() {}
-    send::<ShmData>();
-    send::<ShmControl<std::net::TcpStream>>();
-    send::<ShmConnection<std::net::TcpStream>>();
     send::<ShmFile>();
-    send_sync::<CloseHandle>();
+    send::<Rings>();
 }

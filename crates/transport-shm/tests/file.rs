@@ -9,7 +9,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::sync::{Arc, Barrier, Mutex};
 use tcpshm_ring::var::AttachError;
-use tcpshm_transport_shm::{Capacities, Direction, ShmDir, ShmError, ShmFile, Side};
+use tcpshm_transport_shm::{Capacities, Direction, Rings, ShmDir, ShmError, ShmFile, Side};
 
 /// Tests that change the process umask take this, and so do tests that create files
 /// by hand, so a changed umask never leaks into them.
@@ -108,11 +108,13 @@ fn other_version_is_refused() {
     let t = TestDir::new("version");
     let (s, c) = (name("S"), name("C"));
     drop(ShmFile::create_or_open(&t.dir, &s, &c, CAPS).unwrap());
-    patch(&t.dir.path(&s, &c), 8, &2u32.to_le_bytes());
+    // A file of layout 1 (before the file id and the consumed counts) is refused by
+    // name, not misread.
+    patch(&t.dir.path(&s, &c), 8, &1u32.to_le_bytes());
     let e = ShmFile::open(&t.dir, &s, &c).unwrap_err();
-    assert!(matches!(e, ShmError::BadVersion { found: 2, expected: 1, .. }), "{e}");
+    assert!(matches!(e, ShmError::BadVersion { found: 1, expected: 2, .. }), "{e}");
     let e = ShmFile::create_or_open(&t.dir, &s, &c, CAPS).unwrap_err();
-    assert!(matches!(e, ShmError::BadVersion { found: 2, .. }), "{e}");
+    assert!(matches!(e, ShmError::BadVersion { found: 1, .. }), "{e}");
 }
 
 #[test]
@@ -377,17 +379,18 @@ fn create_fresh_replaces_an_invalid_or_old_file() {
 
 #[test]
 fn reset_gives_fresh_rings_and_needs_the_client_gone() {
-    use tcpshm_proto::Transport;
     let t = TestDir::new("reset");
     let (s, c) = (name("S"), name("C"));
     let srv = ShmFile::create_or_open(&t.dir, &s, &c, CAPS).unwrap();
+    let old_id = srv.file_id();
+    assert_ne!(old_id, 0);
     // Leave a message in the server->client ring.
-    let (a, _b) = common::socket_pair();
-    let mut conn = tcpshm_transport_shm::ShmConnection::server(srv, a, Default::default()).unwrap();
-    conn.alloc(3).unwrap().unwrap().copy_from_slice(b"old");
-    conn.push(1).unwrap();
-    let srv = conn.detach();
-    assert_eq!(srv.epoch(), 1);
+    let mut rings = Rings::new(srv);
+    rings.alloc(3).unwrap().unwrap().copy_from_slice(b"old");
+    rings.push_more(1, 0, 0).unwrap();
+    rings.publish();
+    let srv = rings.into_file();
+    assert_eq!(srv.bump_epoch(), 1);
 
     let mut srv = srv;
     let cli = ShmFile::open(&t.dir, &s, &c).unwrap();
@@ -399,10 +402,10 @@ fn reset_gives_fresh_rings_and_needs_the_client_gone() {
     drop(cli);
     srv.reset().unwrap();
     assert_eq!(srv.epoch(), 0);
-    let (x, _y) = common::socket_pair();
-    let cli = ShmFile::open(&t.dir, &s, &c).unwrap();
-    let mut cli = tcpshm_transport_shm::ShmConnection::client(cli, x, Default::default()).unwrap();
-    assert!(cli.front().is_none(), "the old message is gone after a reset");
+    assert_ne!(srv.file_id(), old_id, "a new file, a new identity");
+    let mut cli = Rings::new(ShmFile::open(&t.dir, &s, &c).unwrap());
+    assert!(cli.front().unwrap().is_none(), "the old message is gone after a reset");
+    assert_eq!(cli.file_id(), srv.file_id());
     let e = ShmFile::open(&t.dir, &s, &c).unwrap_err();
     assert!(matches!(e, ShmError::Busy { side: Side::Client, .. }), "the new file is locked: {e}");
     drop(srv);

@@ -1,0 +1,545 @@
+//! `Rings`: one side's two ring ends of a connection file — the producer of the
+//! outbound ring and the consumer of the inbound one — carrying wire frames, with the
+//! consumed counts that make them a persistent, numbered queue. Loads and stores on
+//! the mapping only: no system call, no allocation, no lock.
+
+use crate::error::{Direction, ShmError, Side};
+use crate::file::ShmFile;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use tcpshm_proto::frame::{msg_type, Header, FRAME_ALIGN, HEADER_LEN, RING_PREFIX_LEN};
+use tcpshm_ring::var::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
+use tcpshm_ring::var::{self, AllocError, PopError};
+
+/// Why a ring operation failed: the ring's contents are not what this side or its
+/// peer could have written. The file needs a reset; nothing in it is read further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// An index or a frame header of the ring is impossible.
+    #[error("{direction} ring of {}: {error}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which ring.
+        direction: Direction,
+        /// What is wrong.
+        error: var::Corrupt,
+    },
+    /// A frame in the ring is not a valid user wire frame.
+    #[error("{direction} ring of {}: {detail}", path.display())]
+    BadFrame {
+        /// The file.
+        path: PathBuf,
+        /// Which ring.
+        direction: Direction,
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// A message larger than the ring can ever hold.
+    #[error("message of {len} bytes exceeds the ring's largest of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The ring's largest message.
+        max: usize,
+    },
+    /// `push_more` without a successful `alloc`.
+    #[error("push without a successful alloc")]
+    NothingAllocated,
+}
+
+/// A message at the head of the inbound ring, borrowed in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingMsg<'a> {
+    /// The message type (a user type).
+    pub msg_type: u16,
+    /// Its seq in the session.
+    pub seq: u64,
+    /// The sender's consumed count when it pushed it (informational on shared memory).
+    pub ack: u64,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// The padded frame length (header and padding included).
+    pub frame_len: usize,
+}
+
+/// The rings of a connection file as one side uses them. Made from a [`ShmFile`]
+/// ([`Rings::new`]); holds its mapping and its side's lock until dropped.
+///
+/// Every message is a wire frame: `alloc` reserves the 24-byte header's `seq` and
+/// `ack` in front of the payload it returns, `push_more` stamps them, `publish` makes
+/// the staged frames visible with one release store (the sender's commit point: the
+/// message is then in the file, which survives a crash of either process). On the
+/// inbound side `front` borrows the next frame in place; `pop` stores the consumed
+/// count and then releases the frame (the receiver's commit point); a frame whose seq
+/// is below the consumed count is a copy of one that reached this side another way
+/// and is released unread with [`release_stale`](Self::release_stale).
+///
+/// ```
+/// use tcpshm_proto::Name;
+/// use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmFile};
+///
+/// let dir = ShmDir::new("/dev/shm", &format!("doc-rings-{}-", std::process::id())).unwrap();
+/// let (s, c) = (Name::new("srv").unwrap(), Name::new("cli").unwrap());
+/// let mut server = Rings::new(ShmFile::create_or_open(&dir, &s, &c, Capacities::symmetric(4096)).unwrap());
+/// let mut client = Rings::new(ShmFile::open(&dir, &s, &c).unwrap());
+/// assert_eq!(server.file_id(), client.file_id());
+///
+/// client.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
+/// client.push_more(1, 0, 0).unwrap();
+/// client.publish();
+/// let m = server.front().unwrap().unwrap();
+/// assert_eq!((m.msg_type, m.seq, m.payload), (1, 0, &b"hello"[..]));
+/// server.pop(1).unwrap();
+/// assert_eq!((server.consumed(), client.peer_consumed()), (1, 1));
+/// drop((server, client));
+/// dir.remove(&s, &c).unwrap();
+/// ```
+pub struct Rings {
+    // The ring ends (inside `file`) point into its mapping, which it keeps alive.
+    file: ShmFile,
+    out: Direction,
+    /// The consumed count of the inbound ring (we write it).
+    in_consumed: *const AtomicU64,
+    /// The consumed count of the outbound ring (the peer writes it).
+    out_consumed: *const AtomicU64,
+    /// The seq/ack prefix of the frame from the last successful `alloc`.
+    pending: Option<*mut u8>,
+    staged: u64,
+    /// `front` looked at the head frame since the last pop (for counting receipts).
+    last_front: Option<u64>,
+    max_message: usize,
+    /// The file's path, for errors (a field of its own: errors are built while a ring
+    /// end is borrowed).
+    path: PathBuf,
+}
+
+// SAFETY: the raw pointers address the mapping that `file` owns and keeps alive; it
+// moves with the value, and nothing else in this process refers to those words (the
+// side's lock keeps a second handle of this side out). Not `Sync`: every operation
+// needs `&mut self` or reads an atomic.
+unsafe impl Send for Rings {}
+
+impl std::fmt::Debug for Rings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rings")
+            .field("file", &self.file)
+            .field("consumed", &self.consumed())
+            .field("peer_consumed", &self.peer_consumed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rings {
+    /// This side's rings of `file`.
+    pub fn new(file: ShmFile) -> Rings {
+        let side = file.side();
+        let (out, inn) = match side {
+            Side::Server => (Direction::ServerToClient, Direction::ClientToServer),
+            Side::Client => (Direction::ClientToServer, Direction::ServerToClient),
+        };
+        let cb = file.inner.control();
+        let in_consumed: *const AtomicU64 = cb.consumed(inn);
+        let out_consumed: *const AtomicU64 = cb.consumed(out);
+        let max_message = file.ends.tx.max_payload().saturating_sub(RING_PREFIX_LEN);
+        let path = file.path().to_path_buf();
+        Rings { file, out, in_consumed, out_consumed, pending: None, staged: 0, last_front: None, max_message, path }
+    }
+
+    /// The file.
+    pub fn file(&self) -> &ShmFile {
+        &self.file
+    }
+
+    /// Gives the file back (still mapped and locked).
+    pub fn into_file(self) -> ShmFile {
+        self.file
+    }
+
+    /// The file's identity (see [`ShmFile::file_id`]).
+    pub fn file_id(&self) -> u64 {
+        self.file.file_id()
+    }
+
+    fn in_consumed(&self) -> &AtomicU64 {
+        // SAFETY: points into the control block of the mapping `self.file` keeps alive
+        // (8-aligned, in bounds: validated at open); accessed only atomically.
+        unsafe { &*self.in_consumed }
+    }
+
+    fn out_consumed(&self) -> &AtomicU64 {
+        // SAFETY: as for `in_consumed`.
+        unsafe { &*self.out_consumed }
+    }
+
+    fn corrupt(&self, direction: Direction, error: var::Corrupt) -> RingError {
+        corrupt(&self.path, direction, error)
+    }
+
+    fn bad_frame(&self, direction: Direction, detail: &'static str) -> RingError {
+        bad_frame(&self.path, direction, detail)
+    }
+
+    // ---- sending ------------------------------------------------------------------
+
+    /// The largest message the outbound ring holds (half its capacity, less the
+    /// frame header).
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// Reserves room for a `len`-byte message in the outbound ring and returns its
+    /// bytes in place. `Ok(None)` when the ring is full now. A second `alloc` replaces
+    /// the first.
+    #[inline]
+    pub fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, RingError> {
+        if len > self.max_message {
+            return Err(RingError::TooLarge { len, max: self.max_message });
+        }
+        match self.file.ends.tx.alloc(len + RING_PREFIX_LEN) {
+            Ok(Some(buf)) => {
+                let (prefix, msg) = buf.split_at_mut(RING_PREFIX_LEN);
+                self.pending = Some(prefix.as_mut_ptr());
+                Ok(Some(msg))
+            }
+            Ok(None) => {
+                self.pending = None;
+                Ok(None)
+            }
+            Err(AllocError::TooLarge { .. }) => Err(RingError::TooLarge { len, max: self.max_message }),
+            Err(AllocError::Corrupt(c)) => Err(corrupt(&self.path, self.out, c)),
+        }
+    }
+
+    /// Completes the message from the last `alloc` as a frame of `msg_type` (a user
+    /// type) with `seq` and `ack`, staged: it becomes visible at the next
+    /// [`publish`](Self::publish).
+    #[inline]
+    pub fn push_more(&mut self, msg_type: u16, seq: u64, ack: u64) -> Result<(), RingError> {
+        let p = self.pending.take().ok_or(RingError::NothingAllocated)?;
+        // SAFETY: `p` is the first 16 bytes of the payload `alloc` reserved in the
+        // outbound ring; the producer does not publish or reuse them before the
+        // `push_more` below, and `pending` was taken so they are written once.
+        unsafe {
+            p.cast::<[u8; 8]>().write(seq.to_le_bytes());
+            p.add(8).cast::<[u8; 8]>().write(ack.to_le_bytes());
+        }
+        self.file.ends.tx.push_more(msg_type).map_err(|_| RingError::NothingAllocated)?;
+        self.staged += 1;
+        Ok(())
+    }
+
+    /// Copies a whole wire frame (header, payload, padding: e.g. from a store) into
+    /// the outbound ring, staged. `Ok(false)` if the ring is full now.
+    pub fn write_frame(&mut self, frame: &[u8]) -> Result<bool, RingError> {
+        let Some(head) = frame.first_chunk::<HEADER_LEN>() else {
+            return Err(self.bad_frame(self.out, "a frame to copy is shorter than its header"));
+        };
+        let h = Header::read(head);
+        let Some(payload) = frame.get(HEADER_LEN..h.len as usize) else {
+            return Err(self.bad_frame(self.out, "a frame to copy is shorter than its length field"));
+        };
+        let Some(buf) = self.alloc(payload.len())? else { return Ok(false) };
+        buf.copy_from_slice(payload);
+        self.push_more(h.msg_type, h.seq, h.ack)?;
+        Ok(true)
+    }
+
+    /// Makes every staged frame visible to the peer (one release store). Returns how
+    /// many.
+    #[inline]
+    pub fn publish(&mut self) -> u64 {
+        let n = self.staged;
+        if n > 0 {
+            self.file.ends.tx.publish();
+            self.staged = 0;
+        }
+        n
+    }
+
+    /// Frames staged and not yet published.
+    pub fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    /// How many of our messages the peer consumed (the outbound ring's consumed count).
+    #[inline]
+    pub fn peer_consumed(&self) -> u64 {
+        self.out_consumed().load(Ordering::Acquire)
+    }
+
+    /// Free bytes in the outbound ring.
+    pub fn free_bytes(&self) -> u64 {
+        self.file.ends.tx.free_bytes()
+    }
+
+    /// The seq and the bytes of each published outbound frame the peer has not
+    /// released, in order, handed to `f` until it returns `false`: what a sender
+    /// copies to another medium, and how it finds where its queue ends. Read-only:
+    /// frames are only ever overwritten by this side's own later `alloc`.
+    pub fn for_each_outbound(&self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), RingError> {
+        let tx = &self.file.ends.tx;
+        let (base, cap) = self.file.inner.ring_data(self.out);
+        let read = self.file.inner.ring_read_index(self.out);
+        let end = tx.published_index();
+        if read > end || end - read > cap || !read.is_multiple_of(FRAME_ALIGN as u64) {
+            return Err(self.corrupt(self.out, var::Corrupt::ReadIndex { read, write: end }));
+        }
+        let mut i = read;
+        while i < end {
+            let off = i & (cap - 1);
+            // SAFETY: `off` is below `cap` and 8-aligned (indices are), so the 8 header
+            // bytes lie in the data area of the mapping `self.file` keeps alive.
+            let word = unsafe { base.add(off as usize).cast::<u64>().read_volatile() };
+            let h = FrameHeader::from_word(u64::from_le(word));
+            if h.flags == FLAG_WRAP {
+                i += cap - off;
+                continue;
+            }
+            let len = align_up(h.len as u64, FRAME_ALIGN as u64);
+            if h.flags != 0 || (h.len as usize) < HEADER_LEN || len > cap - off || i + len > end {
+                return Err(self.bad_frame(self.out, "an outbound frame header is invalid"));
+            }
+            // SAFETY: the frame lies within the data area (`off + len <= cap`); only
+            // this side writes these bytes, and not while this borrow lives.
+            let bytes = unsafe { std::slice::from_raw_parts(base.add(off as usize), len as usize) };
+            let seq = u64::from_le_bytes(bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + 8].try_into().expect("8 bytes"));
+            if !f(seq, bytes) {
+                break;
+            }
+            i += len;
+        }
+        Ok(())
+    }
+
+    /// The seq after the last frame in the outbound ring, if it holds any the peer
+    /// has not released.
+    pub fn outbound_end(&self) -> Result<Option<u64>, RingError> {
+        let mut last = None;
+        self.for_each_outbound(|seq, _| {
+            last = Some(seq + 1);
+            true
+        })?;
+        Ok(last)
+    }
+
+    /// The largest message (payload bytes) in the outbound ring from seq `from` on.
+    pub fn largest_outbound(&self, from: u64) -> Result<usize, RingError> {
+        let mut max = 0;
+        self.for_each_outbound(|seq, bytes| {
+            if seq >= from {
+                let h = Header::read(bytes.first_chunk().expect("a whole header"));
+                max = max.max(h.payload_len());
+            }
+            true
+        })?;
+        Ok(max)
+    }
+
+    // ---- receiving ----------------------------------------------------------------
+
+    /// The next frame of the inbound ring, in place; `None` if it is empty.
+    #[inline]
+    pub fn front(&mut self) -> Result<Option<RingMsg<'_>>, RingError> {
+        let inn = self.out.reverse();
+        let m = match self.file.ends.rx.front() {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(c) => return Err(corrupt(&self.path, inn, c)),
+        };
+        let (t, bytes, index) = (m.msg_type(), m.payload(), m.index());
+        if !msg_type::is_user(t) {
+            return Err(bad_frame(&self.path, inn, "a frame of a reserved message type"));
+        }
+        let Some((prefix, payload)) = bytes.split_first_chunk::<RING_PREFIX_LEN>() else {
+            return Err(bad_frame(&self.path, inn, "a frame shorter than the wire header"));
+        };
+        let seq = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
+        let ack = u64::from_le_bytes(prefix[8..].try_into().expect("8 bytes"));
+        self.last_front = Some(index);
+        let frame_len = align_up((HEADER_LEN + payload.len()) as u64, FRAME_ALIGN as u64) as usize;
+        Ok(Some(RingMsg { msg_type: t, seq, ack, payload, frame_len }))
+    }
+
+    /// Consumes the head frame: stores `consumed_after` (its seq + 1) as the inbound
+    /// consumed count, then releases the frame. The order makes a crash between the two
+    /// harmless: the count is never behind, and a frame left below it is released as
+    /// stale when this side attaches again.
+    #[inline]
+    pub fn pop(&mut self, consumed_after: u64) -> Result<(), RingError> {
+        self.in_consumed().store(consumed_after, Ordering::Release);
+        self.release_stale()
+    }
+
+    /// Releases the head frame without counting it (a copy of a message already
+    /// consumed).
+    #[inline]
+    pub fn release_stale(&mut self) -> Result<(), RingError> {
+        self.last_front = None;
+        match self.file.ends.rx.pop() {
+            Ok(()) | Err(PopError::Empty) => Ok(()),
+            Err(PopError::Corrupt(c)) => Err(self.corrupt(self.out.reverse(), c)),
+        }
+    }
+
+    /// The inbound consumed count: how many of the peer's messages this side consumed
+    /// through this file.
+    #[inline]
+    pub fn consumed(&self) -> u64 {
+        self.in_consumed().load(Ordering::Acquire)
+    }
+
+    /// Raises the inbound consumed count to `n` (when the session consumed messages
+    /// another way); never lowers it.
+    pub fn raise_consumed(&mut self, n: u64) {
+        self.in_consumed().fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// The seq after the last frame in the inbound ring (the peer's messages this side
+    /// holds), if it holds any.
+    pub fn inbound_end(&mut self) -> Result<Option<u64>, RingError> {
+        let inn = self.out.reverse();
+        let mut i = self.file.ends.rx.read_index();
+        let mut last = None;
+        loop {
+            let next = match self.file.ends.rx.peek(i) {
+                Ok(Some(m)) => {
+                    let Some(prefix) = m.payload().first_chunk::<8>() else {
+                        return Err(self.bad_frame(inn, "a frame shorter than the wire header"));
+                    };
+                    last = Some(u64::from_le_bytes(*prefix) + 1);
+                    m.end()
+                }
+                Ok(None) => return Ok(last),
+                Err(c) => return Err(self.corrupt(inn, c)),
+            };
+            i = next;
+        }
+    }
+
+    /// Whether the peer side's lock is held now (one system call; see
+    /// [`ShmFile::peer_alive`]).
+    pub fn peer_alive(&self) -> Result<bool, ShmError> {
+        self.file.peer_alive()
+    }
+}
+
+fn corrupt(path: &std::path::Path, direction: Direction, error: var::Corrupt) -> RingError {
+    RingError::Corrupt { path: path.to_path_buf(), direction, error }
+}
+
+fn bad_frame(path: &std::path::Path, direction: Direction, detail: &'static str) -> RingError {
+    RingError::BadFrame { path: path.to_path_buf(), direction, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Capacities, ShmDir};
+    use tcpshm_proto::Name;
+
+    fn pair(tag: &str, cap: usize) -> (ShmDir, Rings, Rings) {
+        let dir = ShmDir::new("/dev/shm", &format!("rings-unit-{tag}-{}-", std::process::id())).unwrap();
+        let (s, c) = (Name::new("s").unwrap(), Name::new("c").unwrap());
+        let _ = dir.remove(&s, &c);
+        let server = Rings::new(ShmFile::create_or_open(&dir, &s, &c, Capacities::symmetric(cap)).unwrap());
+        let client = Rings::new(ShmFile::open(&dir, &s, &c).unwrap());
+        (dir, server, client)
+    }
+
+    fn cleanup(dir: ShmDir, a: Rings, b: Rings) {
+        drop((a, b));
+        dir.remove(&Name::new("s").unwrap(), &Name::new("c").unwrap()).unwrap();
+    }
+
+    fn push(r: &mut Rings, seq: u64, len: usize) -> bool {
+        match r.alloc(len).unwrap() {
+            Some(b) => {
+                b.fill(seq as u8);
+                r.push_more(3, seq, 0).unwrap();
+                r.publish();
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn frames_are_wire_frames_and_counts_follow_pops() {
+        let (dir, mut s, mut c) = pair("wire", 4096);
+        assert!(push(&mut c, 0, 5));
+        assert!(push(&mut c, 1, 0));
+        let mut seen = Vec::new();
+        c.for_each_outbound(|seq, bytes| {
+            let h = Header::read(bytes.first_chunk().unwrap());
+            seen.push((seq, h.len, h.seq, bytes.len()));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [(0, 29, 0, 32), (1, 24, 1, 24)], "byte-for-byte wire frames");
+        assert_eq!(c.outbound_end().unwrap(), Some(2));
+        assert_eq!(s.inbound_end().unwrap(), Some(2));
+        assert_eq!(c.largest_outbound(0).unwrap(), 5);
+        assert_eq!(c.largest_outbound(1).unwrap(), 0);
+        let m = s.front().unwrap().unwrap();
+        assert_eq!((m.seq, m.payload, m.frame_len), (0, &[0u8; 5][..], 32));
+        s.pop(1).unwrap();
+        assert_eq!((s.consumed(), c.peer_consumed()), (1, 1));
+        assert_eq!(c.outbound_end().unwrap(), Some(2));
+        s.release_stale().unwrap();
+        assert_eq!(s.consumed(), 1, "a stale release does not count");
+        assert_eq!((s.inbound_end().unwrap(), c.outbound_end().unwrap()), (None, None));
+        cleanup(dir, s, c);
+    }
+
+    #[test]
+    fn copied_frames_keep_their_numbers_and_walks_cross_the_wrap() {
+        let (dir, mut s, mut c) = pair("wrap", 256);
+        let mut next = 0u64;
+        for round in 0..40u64 {
+            while push(&mut c, next, (round as usize * 13) % 60) {
+                next += 1;
+            }
+            assert_eq!(c.outbound_end().unwrap(), Some(next), "round {round}");
+            // Copy the first frame through a byte buffer into the other direction.
+            let mut first = Vec::new();
+            c.for_each_outbound(|_, b| {
+                first = b.to_vec();
+                false
+            })
+            .unwrap();
+            if s.write_frame(&first).unwrap() {
+                s.publish();
+                let m = c.front().unwrap().unwrap();
+                assert_eq!(m.seq, Header::read(first.first_chunk().unwrap()).seq);
+                c.release_stale().unwrap();
+            }
+            while let Some(m) = s.front().unwrap() {
+                let seq = m.seq;
+                s.pop(seq + 1).unwrap();
+            }
+            assert_eq!(c.peer_consumed(), next);
+        }
+        cleanup(dir, s, c);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_misread() {
+        let (dir, mut s, mut c) = pair("bad", 4096);
+        assert!(push(&mut c, 7, 8));
+        // A reserved type in the ring (a scribbling peer).
+        assert!(c.alloc(0).unwrap().is_some());
+        let p = c.pending.unwrap();
+        // SAFETY: the 16 prefix bytes just reserved.
+        unsafe { p.cast::<[u8; 8]>().write([0; 8]) };
+        c.file.ends.tx.push(msg_type::HEARTBEAT).unwrap();
+        c.pending = None;
+        s.front().unwrap().unwrap();
+        s.pop(8).unwrap();
+        assert!(matches!(s.front(), Err(RingError::BadFrame { .. })));
+        assert!(matches!(c.alloc(1 << 20), Err(RingError::TooLarge { .. })));
+        assert!(matches!(c.push_more(1, 0, 0), Err(RingError::NothingAllocated)));
+        cleanup(dir, s, c);
+    }
+}
