@@ -8,10 +8,11 @@
 //! 1. **Transport**: a server serves the transports it enabled
 //!    ([`LoginStatus::TransportDisabled`]).
 //! 2. **Epoch**: a session is identified by (client name, server name). A client whose
-//!    last server had another name (or none) starts a fresh session with this one: the
-//!    server counts its numbers as zero, and its own stored session with the client
-//!    must then be empty too — otherwise one of them lost state. The client, told a
-//!    new server name, drops its old session ([`Epoch::Renamed`]) and reports it.
+//!    last server had another name starts a fresh session with this one: the server
+//!    counts its numbers as zero, and its own stored session with the client must
+//!    then fit that — otherwise one of them lost state. The client, told a new server
+//!    name, drops its old session ([`Epoch::Renamed`]) and reports it. A client that
+//!    never logged in keeps what it queued ([`Epoch::First`]).
 //! 3. **Limits**: each side tells the largest message it accepts; a message already
 //!    queued on either side above the other's limit could never be delivered, so the
 //!    server refuses the login ([`LoginStatus::LimitExceeded`]) with the seq-less
@@ -133,11 +134,12 @@ pub fn server_verdict(
             text: format!("{} is not enabled on server {}", req.transport, rules.name),
         });
     }
-    let same_epoch = req.last_server == Some(rules.name);
-    // A client coming from another server (or none) starts a fresh session with us:
-    // its numbers and its queue belong to that other session, which it drops.
-    let numbers = if same_epoch { req.numbers } else { SessionNumbers::default() };
-    if same_epoch && req.largest_queued > rules.limits.max_message {
+    // A client coming from another server starts a fresh session with us: its
+    // numbers and its queue belong to that other session, which it drops. A client
+    // that never logged in anywhere keeps its queue (and its numbers) for us.
+    let keeps_queue = req.last_server.is_none_or(|s| s == rules.name);
+    let numbers = if keeps_queue { req.numbers } else { SessionNumbers::default() };
+    if keeps_queue && req.largest_queued > rules.limits.max_message {
         return Err(Refusal {
             status: LoginStatus::LimitExceeded,
             text: format!(
@@ -275,9 +277,14 @@ mod tests {
     #[test]
     fn another_epoch_counts_as_a_fresh_client() {
         let empty = Session::new(SessionConfig::default(), 0, SeqRange::default(), 0);
-        // The client's numbers from yesterday's server do not count...
+        // The client's numbers (and its queue) from yesterday's server do not count...
         let p = server_verdict(&req(Some("Yesterday"), nums(7, 3, 9), 5000, 1000), &rules(), &empty, 0).unwrap();
         assert_eq!(p.numbers, SessionNumbers::default());
+        // ...those of a client that never logged in do: it keeps its queue.
+        let p = server_verdict(&req(None, nums(0, 0, 4), 10, 1000), &rules(), &empty, 0).unwrap();
+        assert_eq!(p.numbers, nums(0, 0, 4));
+        let r = server_verdict(&req(None, nums(0, 0, 4), 5000, 1000), &rules(), &empty, 0).unwrap_err();
+        assert_eq!(r.status, LoginStatus::LimitExceeded);
         // ...and a "fresh" client that had consumed some of ours lost its state; one
         // that only has messages of ours waiting is simply resent them.
         let waiting = Session::new(SessionConfig::default(), 0, SeqRange::new(0, 1).unwrap(), 0);

@@ -677,7 +677,8 @@ fn numbers(b: &[u8]) -> Result<(SessionNumbers, Limits), LoginParseError> {
         return Err(LoginParseError::SeenBelowConsumed { consumed, seen });
     }
     let (first_unacked, next) = (u64_at(b, 24), u64_at(b, 32));
-    let send_range = SeqRange::new(first_unacked, next).ok_or(LoginParseError::InvertedRange { first_unacked, next })?;
+    let send_range =
+        SeqRange::new(first_unacked, next).ok_or(LoginParseError::InvertedRange { first_unacked, next })?;
     let limits = Limits { queue_capacity: u64_at(b, 40), max_message: u32_at(b, 48) };
     Ok((SessionNumbers { consumed, seen, send_range }, limits))
 }

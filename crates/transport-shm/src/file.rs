@@ -159,6 +159,24 @@ impl ShmFile {
         open_existing(dir, &dfd, Side::Client, server, client, None)
     }
 
+    /// Either side: opens the existing file of `server`/`client` as `side` (the
+    /// capacities are the file's), without ever creating one: how a restarted server
+    /// finds the rings of a session before the client logs in again.
+    /// [`ShmError::NotFound`] if there is no file; [`ShmError::Busy`] if another live
+    /// process holds that side.
+    ///
+    /// ```
+    /// use tcpshm_proto::Name;
+    /// use tcpshm_transport_shm::{ShmDir, ShmError, ShmFile, Side};
+    /// let dir = ShmDir::new("/dev/shm", &format!("doc-open-as-{}-", std::process::id())).unwrap();
+    /// let (s, c) = (Name::new("srv").unwrap(), Name::new("cli").unwrap());
+    /// assert!(matches!(ShmFile::open_as(&dir, &s, &c, Side::Server), Err(ShmError::NotFound(_))));
+    /// ```
+    pub fn open_as(dir: &ShmDir, server: &Name, client: &Name, side: Side) -> Result<ShmFile, ShmError> {
+        let dfd = dir.open_dir()?;
+        open_existing(dir, &dfd, side, server, client, None)
+    }
+
     /// Server side: creates a fresh file (empty rings, epoch 0) for `server`/`client`,
     /// atomically replacing any file there, valid or not — the reset. Refused with
     /// [`ShmError::Busy`] while either side is attached (both locks are taken on the

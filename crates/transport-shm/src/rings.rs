@@ -4,8 +4,9 @@
 //! the mapping only: no system call, no allocation, no lock.
 
 use crate::error::{Direction, ShmError, Side};
-use crate::file::ShmFile;
+use crate::file::{FileInner, ShmFile};
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::path::PathBuf;
 use tcpshm_proto::frame::{msg_type, Header, FRAME_ALIGN, HEADER_LEN, RING_PREFIX_LEN};
 use tcpshm_ring::var::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
@@ -67,14 +68,16 @@ pub struct RingMsg<'a> {
 /// The rings of a connection file as one side uses them. Made from a [`ShmFile`]
 /// ([`Rings::new`]); holds its mapping and its side's lock until dropped.
 ///
-/// Every message is a wire frame: `alloc` reserves the 24-byte header's `seq` and
-/// `ack` in front of the payload it returns, `push_more` stamps them, `publish` makes
-/// the staged frames visible with one release store (the sender's commit point: the
-/// message is then in the file, which survives a crash of either process). On the
-/// inbound side `front` borrows the next frame in place; `pop` stores the consumed
-/// count and then releases the frame (the receiver's commit point); a frame whose seq
-/// is below the consumed count is a copy of one that reached this side another way
-/// and is released unread with [`release_stale`](Self::release_stale).
+/// Every message is a wire frame: [`RingTx::alloc`] reserves the 24-byte header's
+/// `seq` and `ack` in front of the payload it returns, [`RingTx::push_more`] stamps
+/// them, [`RingTx::publish`] makes the staged frames visible with one release store
+/// (the sender's commit point: the message is then in the file, which survives a
+/// crash of either process). On the inbound side [`RingRx::front`] borrows the next
+/// frame in place; [`RingRx::pop`] stores the consumed count and then releases the
+/// frame (the receiver's commit point); a frame whose seq is below the consumed count
+/// is a copy of one that reached this side another way and is released unread with
+/// [`RingRx::release_stale`]. The two halves borrow apart ([`Rings::parts`]), so a
+/// reply can be written in place while the request is read in place.
 ///
 /// ```
 /// use tcpshm_proto::Name;
@@ -86,102 +89,156 @@ pub struct RingMsg<'a> {
 /// let mut client = Rings::new(ShmFile::open(&dir, &s, &c).unwrap());
 /// assert_eq!(server.file_id(), client.file_id());
 ///
-/// client.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
-/// client.push_more(1, 0, 0).unwrap();
-/// client.publish();
-/// let m = server.front().unwrap().unwrap();
+/// client.tx.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
+/// client.tx.push_more(1, 0, 0).unwrap();
+/// client.tx.publish();
+/// let m = server.rx.front().unwrap().unwrap();
 /// assert_eq!((m.msg_type, m.seq, m.payload), (1, 0, &b"hello"[..]));
-/// server.pop(1).unwrap();
-/// assert_eq!((server.consumed(), client.peer_consumed()), (1, 1));
+/// server.rx.pop(1).unwrap();
+/// assert_eq!((server.rx.consumed(), client.tx.peer_consumed()), (1, 1));
 /// drop((server, client));
 /// dir.remove(&s, &c).unwrap();
 /// ```
 pub struct Rings {
-    // The ring ends (inside `file`) point into its mapping, which it keeps alive.
-    file: ShmFile,
-    out: Direction,
-    /// The consumed count of the inbound ring (we write it).
-    in_consumed: *const AtomicU64,
+    /// The sending half: the outbound ring's producer.
+    pub tx: RingTx,
+    /// The receiving half: the inbound ring's consumer.
+    pub rx: RingRx,
+    // Last: the ends above point into its mapping, which it keeps alive.
+    file: std::sync::Arc<FileInner>,
+}
+
+/// The sending half of [`Rings`]: the outbound ring.
+pub struct RingTx {
+    ring: var::Producer<'static>,
     /// The consumed count of the outbound ring (the peer writes it).
-    out_consumed: *const AtomicU64,
+    consumed: *const AtomicU64,
     /// The seq/ack prefix of the frame from the last successful `alloc`.
     pending: Option<*mut u8>,
     staged: u64,
-    /// `front` looked at the head frame since the last pop (for counting receipts).
-    last_front: Option<u64>,
     max_message: usize,
-    /// The file's path, for errors (a field of its own: errors are built while a ring
-    /// end is borrowed).
-    path: PathBuf,
+    direction: Direction,
+    file: std::sync::Arc<FileInner>,
 }
 
-// SAFETY: the raw pointers address the mapping that `file` owns and keeps alive; it
-// moves with the value, and nothing else in this process refers to those words (the
-// side's lock keeps a second handle of this side out). Not `Sync`: every operation
-// needs `&mut self` or reads an atomic.
+/// The receiving half of [`Rings`]: the inbound ring.
+pub struct RingRx {
+    ring: var::Consumer<'static>,
+    /// The consumed count of the inbound ring (we write it).
+    consumed: *const AtomicU64,
+    direction: Direction,
+    file: std::sync::Arc<FileInner>,
+}
+
+// SAFETY: the raw pointers and ring ends of the halves address the mapping that the
+// `Arc<FileInner>` they hold keeps alive; they move with the value, and nothing else
+// in this process refers to those words (the side's lock keeps a second handle of
+// this side out). Not `Sync`: every operation needs `&mut self` or reads an atomic.
 unsafe impl Send for Rings {}
+// SAFETY: see above.
+unsafe impl Send for RingTx {}
+// SAFETY: see above.
+unsafe impl Send for RingRx {}
 
 impl std::fmt::Debug for Rings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rings")
-            .field("file", &self.file)
-            .field("consumed", &self.consumed())
-            .field("peer_consumed", &self.peer_consumed())
+            .field("path", &self.file.path)
+            .field("side", &self.file.side)
+            .field("consumed", &self.rx.consumed())
+            .field("peer_consumed", &self.tx.peer_consumed())
             .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RingTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingTx")
+            .field("direction", &self.direction)
+            .field("staged", &self.staged)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RingRx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingRx").field("direction", &self.direction).finish_non_exhaustive()
     }
 }
 
 impl Rings {
     /// This side's rings of `file`.
     pub fn new(file: ShmFile) -> Rings {
-        let side = file.side();
-        let (out, inn) = match side {
+        let ShmFile { ends, inner } = file;
+        let (out, inn) = match inner.side {
             Side::Server => (Direction::ServerToClient, Direction::ClientToServer),
             Side::Client => (Direction::ClientToServer, Direction::ServerToClient),
         };
-        let cb = file.inner.control();
-        let in_consumed: *const AtomicU64 = cb.consumed(inn);
-        let out_consumed: *const AtomicU64 = cb.consumed(out);
-        let max_message = file.ends.tx.max_payload().saturating_sub(RING_PREFIX_LEN);
-        let path = file.path().to_path_buf();
-        Rings { file, out, in_consumed, out_consumed, pending: None, staged: 0, last_front: None, max_message, path }
+        let cb = inner.control();
+        let max_message = ends.tx.max_payload().saturating_sub(RING_PREFIX_LEN);
+        let tx = RingTx {
+            ring: ends.tx,
+            consumed: cb.consumed(out),
+            pending: None,
+            staged: 0,
+            max_message,
+            direction: out,
+            file: inner.clone(),
+        };
+        let rx = RingRx { ring: ends.rx, consumed: cb.consumed(inn), direction: inn, file: inner.clone() };
+        Rings { tx, rx, file: inner }
     }
 
-    /// The file.
-    pub fn file(&self) -> &ShmFile {
-        &self.file
+    /// Both halves, borrowed apart.
+    pub fn parts(&mut self) -> (&mut RingTx, &mut RingRx) {
+        (&mut self.tx, &mut self.rx)
     }
 
-    /// Gives the file back (still mapped and locked).
-    pub fn into_file(self) -> ShmFile {
-        self.file
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// This file's side.
+    pub fn side(&self) -> Side {
+        self.file.side
     }
 
     /// The file's identity (see [`ShmFile::file_id`]).
     pub fn file_id(&self) -> u64 {
-        self.file.file_id()
+        self.file.control().file_id()
     }
 
-    fn in_consumed(&self) -> &AtomicU64 {
+    /// The ring capacities.
+    pub fn capacities(&self) -> crate::Capacities {
+        self.file.geo.caps
+    }
+
+    /// Adds 1 to the session epoch (see [`ShmFile::bump_epoch`]).
+    pub fn bump_epoch(&self) -> u64 {
+        self.file.control().epoch().fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Gives the file back (still mapped and locked).
+    pub fn into_file(self) -> ShmFile {
+        let Rings { tx, rx, file } = self;
+        let ends = crate::file::Ends { tx: tx.ring, rx: rx.ring };
+        ShmFile { ends, inner: file }
+    }
+
+    /// Whether the peer side's lock is held now (one system call; see
+    /// [`ShmFile::peer_alive`]).
+    pub fn peer_alive(&self) -> Result<bool, ShmError> {
+        self.file.peer_alive().map_err(|e| ShmError::io("fcntl(F_OFD_GETLK)", &self.file.path, e))
+    }
+}
+
+impl RingTx {
+    fn consumed_word(&self) -> &AtomicU64 {
         // SAFETY: points into the control block of the mapping `self.file` keeps alive
         // (8-aligned, in bounds: validated at open); accessed only atomically.
-        unsafe { &*self.in_consumed }
+        unsafe { &*self.consumed }
     }
-
-    fn out_consumed(&self) -> &AtomicU64 {
-        // SAFETY: as for `in_consumed`.
-        unsafe { &*self.out_consumed }
-    }
-
-    fn corrupt(&self, direction: Direction, error: var::Corrupt) -> RingError {
-        corrupt(&self.path, direction, error)
-    }
-
-    fn bad_frame(&self, direction: Direction, detail: &'static str) -> RingError {
-        bad_frame(&self.path, direction, detail)
-    }
-
-    // ---- sending ------------------------------------------------------------------
 
     /// The largest message the outbound ring holds (half its capacity, less the
     /// frame header).
@@ -197,7 +254,7 @@ impl Rings {
         if len > self.max_message {
             return Err(RingError::TooLarge { len, max: self.max_message });
         }
-        match self.file.ends.tx.alloc(len + RING_PREFIX_LEN) {
+        match self.ring.alloc(len + RING_PREFIX_LEN) {
             Ok(Some(buf)) => {
                 let (prefix, msg) = buf.split_at_mut(RING_PREFIX_LEN);
                 self.pending = Some(prefix.as_mut_ptr());
@@ -208,7 +265,7 @@ impl Rings {
                 Ok(None)
             }
             Err(AllocError::TooLarge { .. }) => Err(RingError::TooLarge { len, max: self.max_message }),
-            Err(AllocError::Corrupt(c)) => Err(corrupt(&self.path, self.out, c)),
+            Err(AllocError::Corrupt(c)) => Err(corrupt(&self.file.path, self.direction, c)),
         }
     }
 
@@ -225,7 +282,7 @@ impl Rings {
             p.cast::<[u8; 8]>().write(seq.to_le_bytes());
             p.add(8).cast::<[u8; 8]>().write(ack.to_le_bytes());
         }
-        self.file.ends.tx.push_more(msg_type).map_err(|_| RingError::NothingAllocated)?;
+        self.ring.push_more(msg_type).map_err(|_| RingError::NothingAllocated)?;
         self.staged += 1;
         Ok(())
     }
@@ -234,11 +291,11 @@ impl Rings {
     /// the outbound ring, staged. `Ok(false)` if the ring is full now.
     pub fn write_frame(&mut self, frame: &[u8]) -> Result<bool, RingError> {
         let Some(head) = frame.first_chunk::<HEADER_LEN>() else {
-            return Err(self.bad_frame(self.out, "a frame to copy is shorter than its header"));
+            return Err(bad_frame(&self.file.path, self.direction, "a frame to copy is shorter than its header"));
         };
         let h = Header::read(head);
         let Some(payload) = frame.get(HEADER_LEN..h.len as usize) else {
-            return Err(self.bad_frame(self.out, "a frame to copy is shorter than its length field"));
+            return Err(bad_frame(&self.file.path, self.direction, "a frame to copy is shorter than its length"));
         };
         let Some(buf) = self.alloc(payload.len())? else { return Ok(false) };
         buf.copy_from_slice(payload);
@@ -252,13 +309,14 @@ impl Rings {
     pub fn publish(&mut self) -> u64 {
         let n = self.staged;
         if n > 0 {
-            self.file.ends.tx.publish();
+            self.ring.publish();
             self.staged = 0;
         }
         n
     }
 
     /// Frames staged and not yet published.
+    #[inline]
     pub fn staged(&self) -> u64 {
         self.staged
     }
@@ -266,25 +324,24 @@ impl Rings {
     /// How many of our messages the peer consumed (the outbound ring's consumed count).
     #[inline]
     pub fn peer_consumed(&self) -> u64 {
-        self.out_consumed().load(Ordering::Acquire)
+        self.consumed_word().load(Ordering::Acquire)
     }
 
     /// Free bytes in the outbound ring.
     pub fn free_bytes(&self) -> u64 {
-        self.file.ends.tx.free_bytes()
+        self.ring.free_bytes()
     }
 
     /// The seq and the bytes of each published outbound frame the peer has not
     /// released, in order, handed to `f` until it returns `false`: what a sender
     /// copies to another medium, and how it finds where its queue ends. Read-only:
     /// frames are only ever overwritten by this side's own later `alloc`.
-    pub fn for_each_outbound(&self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), RingError> {
-        let tx = &self.file.ends.tx;
-        let (base, cap) = self.file.inner.ring_data(self.out);
-        let read = self.file.inner.ring_read_index(self.out);
-        let end = tx.published_index();
+    pub fn for_each(&self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), RingError> {
+        let (base, cap) = self.file.ring_data(self.direction);
+        let read = self.file.ring_read_index(self.direction);
+        let end = self.ring.published_index();
         if read > end || end - read > cap || !read.is_multiple_of(FRAME_ALIGN as u64) {
-            return Err(self.corrupt(self.out, var::Corrupt::ReadIndex { read, write: end }));
+            return Err(corrupt(&self.file.path, self.direction, var::Corrupt::ReadIndex { read, write: end }));
         }
         let mut i = read;
         while i < end {
@@ -299,7 +356,7 @@ impl Rings {
             }
             let len = align_up(h.len as u64, FRAME_ALIGN as u64);
             if h.flags != 0 || (h.len as usize) < HEADER_LEN || len > cap - off || i + len > end {
-                return Err(self.bad_frame(self.out, "an outbound frame header is invalid"));
+                return Err(bad_frame(&self.file.path, self.direction, "an outbound frame header is invalid"));
             }
             // SAFETY: the frame lies within the data area (`off + len <= cap`); only
             // this side writes these bytes, and not while this borrow lives.
@@ -315,9 +372,9 @@ impl Rings {
 
     /// The seq after the last frame in the outbound ring, if it holds any the peer
     /// has not released.
-    pub fn outbound_end(&self) -> Result<Option<u64>, RingError> {
+    pub fn end(&self) -> Result<Option<u64>, RingError> {
         let mut last = None;
-        self.for_each_outbound(|seq, _| {
+        self.for_each(|seq, _| {
             last = Some(seq + 1);
             true
         })?;
@@ -325,9 +382,9 @@ impl Rings {
     }
 
     /// The largest message (payload bytes) in the outbound ring from seq `from` on.
-    pub fn largest_outbound(&self, from: u64) -> Result<usize, RingError> {
+    pub fn largest_from(&self, from: u64) -> Result<usize, RingError> {
         let mut max = 0;
-        self.for_each_outbound(|seq, bytes| {
+        self.for_each(|seq, bytes| {
             if seq >= from {
                 let h = Header::read(bytes.first_chunk().expect("a whole header"));
                 max = max.max(h.payload_len());
@@ -336,28 +393,31 @@ impl Rings {
         })?;
         Ok(max)
     }
+}
 
-    // ---- receiving ----------------------------------------------------------------
+impl RingRx {
+    fn consumed_word(&self) -> &AtomicU64 {
+        // SAFETY: as for `RingTx::consumed_word`.
+        unsafe { &*self.consumed }
+    }
 
     /// The next frame of the inbound ring, in place; `None` if it is empty.
     #[inline]
     pub fn front(&mut self) -> Result<Option<RingMsg<'_>>, RingError> {
-        let inn = self.out.reverse();
-        let m = match self.file.ends.rx.front() {
+        let m = match self.ring.front() {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(None),
-            Err(c) => return Err(corrupt(&self.path, inn, c)),
+            Err(c) => return Err(corrupt(&self.file.path, self.direction, c)),
         };
-        let (t, bytes, index) = (m.msg_type(), m.payload(), m.index());
+        let (t, bytes) = (m.msg_type(), m.payload());
         if !msg_type::is_user(t) {
-            return Err(bad_frame(&self.path, inn, "a frame of a reserved message type"));
+            return Err(bad_frame(&self.file.path, self.direction, "a frame of a reserved message type"));
         }
         let Some((prefix, payload)) = bytes.split_first_chunk::<RING_PREFIX_LEN>() else {
-            return Err(bad_frame(&self.path, inn, "a frame shorter than the wire header"));
+            return Err(bad_frame(&self.file.path, self.direction, "a frame shorter than the wire header"));
         };
         let seq = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
         let ack = u64::from_le_bytes(prefix[8..].try_into().expect("8 bytes"));
-        self.last_front = Some(index);
         let frame_len = align_up((HEADER_LEN + payload.len()) as u64, FRAME_ALIGN as u64) as usize;
         Ok(Some(RingMsg { msg_type: t, seq, ack, payload, frame_len }))
     }
@@ -368,7 +428,7 @@ impl Rings {
     /// stale when this side attaches again.
     #[inline]
     pub fn pop(&mut self, consumed_after: u64) -> Result<(), RingError> {
-        self.in_consumed().store(consumed_after, Ordering::Release);
+        self.consumed_word().store(consumed_after, Ordering::Release);
         self.release_stale()
     }
 
@@ -376,10 +436,9 @@ impl Rings {
     /// consumed).
     #[inline]
     pub fn release_stale(&mut self) -> Result<(), RingError> {
-        self.last_front = None;
-        match self.file.ends.rx.pop() {
+        match self.ring.pop() {
             Ok(()) | Err(PopError::Empty) => Ok(()),
-            Err(PopError::Corrupt(c)) => Err(self.corrupt(self.out.reverse(), c)),
+            Err(PopError::Corrupt(c)) => Err(corrupt(&self.file.path, self.direction, c)),
         }
     }
 
@@ -387,41 +446,40 @@ impl Rings {
     /// through this file.
     #[inline]
     pub fn consumed(&self) -> u64 {
-        self.in_consumed().load(Ordering::Acquire)
+        self.consumed_word().load(Ordering::Acquire)
     }
 
     /// Raises the inbound consumed count to `n` (when the session consumed messages
     /// another way); never lowers it.
     pub fn raise_consumed(&mut self, n: u64) {
-        self.in_consumed().fetch_max(n, Ordering::AcqRel);
+        self.consumed_word().fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// Whether the inbound ring holds no frame now.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
     }
 
     /// The seq after the last frame in the inbound ring (the peer's messages this side
     /// holds), if it holds any.
-    pub fn inbound_end(&mut self) -> Result<Option<u64>, RingError> {
-        let inn = self.out.reverse();
-        let mut i = self.file.ends.rx.read_index();
+    pub fn end(&mut self) -> Result<Option<u64>, RingError> {
+        let mut i = self.ring.read_index();
         let mut last = None;
         loop {
-            let next = match self.file.ends.rx.peek(i) {
+            let next = match self.ring.peek(i) {
                 Ok(Some(m)) => {
                     let Some(prefix) = m.payload().first_chunk::<8>() else {
-                        return Err(self.bad_frame(inn, "a frame shorter than the wire header"));
+                        return Err(bad_frame(&self.file.path, self.direction, "a frame shorter than the wire header"));
                     };
                     last = Some(u64::from_le_bytes(*prefix) + 1);
                     m.end()
                 }
                 Ok(None) => return Ok(last),
-                Err(c) => return Err(self.corrupt(inn, c)),
+                Err(c) => return Err(corrupt(&self.file.path, self.direction, c)),
             };
             i = next;
         }
-    }
-
-    /// Whether the peer side's lock is held now (one system call; see
-    /// [`ShmFile::peer_alive`]).
-    pub fn peer_alive(&self) -> Result<bool, ShmError> {
-        self.file.peer_alive()
     }
 }
 
@@ -454,11 +512,11 @@ mod tests {
     }
 
     fn push(r: &mut Rings, seq: u64, len: usize) -> bool {
-        match r.alloc(len).unwrap() {
+        match r.tx.alloc(len).unwrap() {
             Some(b) => {
                 b.fill(seq as u8);
-                r.push_more(3, seq, 0).unwrap();
-                r.publish();
+                r.tx.push_more(3, seq, 0).unwrap();
+                r.tx.publish();
                 true
             }
             None => false,
@@ -471,25 +529,25 @@ mod tests {
         assert!(push(&mut c, 0, 5));
         assert!(push(&mut c, 1, 0));
         let mut seen = Vec::new();
-        c.for_each_outbound(|seq, bytes| {
+        c.tx.for_each(|seq, bytes| {
             let h = Header::read(bytes.first_chunk().unwrap());
             seen.push((seq, h.len, h.seq, bytes.len()));
             true
         })
         .unwrap();
         assert_eq!(seen, [(0, 29, 0, 32), (1, 24, 1, 24)], "byte-for-byte wire frames");
-        assert_eq!(c.outbound_end().unwrap(), Some(2));
-        assert_eq!(s.inbound_end().unwrap(), Some(2));
-        assert_eq!(c.largest_outbound(0).unwrap(), 5);
-        assert_eq!(c.largest_outbound(1).unwrap(), 0);
-        let m = s.front().unwrap().unwrap();
+        assert_eq!(c.tx.end().unwrap(), Some(2));
+        assert_eq!(s.rx.end().unwrap(), Some(2));
+        assert_eq!(c.tx.largest_from(0).unwrap(), 5);
+        assert_eq!(c.tx.largest_from(1).unwrap(), 0);
+        let m = s.rx.front().unwrap().unwrap();
         assert_eq!((m.seq, m.payload, m.frame_len), (0, &[0u8; 5][..], 32));
-        s.pop(1).unwrap();
-        assert_eq!((s.consumed(), c.peer_consumed()), (1, 1));
-        assert_eq!(c.outbound_end().unwrap(), Some(2));
-        s.release_stale().unwrap();
-        assert_eq!(s.consumed(), 1, "a stale release does not count");
-        assert_eq!((s.inbound_end().unwrap(), c.outbound_end().unwrap()), (None, None));
+        s.rx.pop(1).unwrap();
+        assert_eq!((s.rx.consumed(), c.tx.peer_consumed()), (1, 1));
+        assert_eq!(c.tx.end().unwrap(), Some(2));
+        s.rx.release_stale().unwrap();
+        assert_eq!(s.rx.consumed(), 1, "a stale release does not count");
+        assert_eq!((s.rx.end().unwrap(), c.tx.end().unwrap()), (None, None));
         cleanup(dir, s, c);
     }
 
@@ -501,25 +559,25 @@ mod tests {
             while push(&mut c, next, (round as usize * 13) % 60) {
                 next += 1;
             }
-            assert_eq!(c.outbound_end().unwrap(), Some(next), "round {round}");
+            assert_eq!(c.tx.end().unwrap(), Some(next), "round {round}");
             // Copy the first frame through a byte buffer into the other direction.
             let mut first = Vec::new();
-            c.for_each_outbound(|_, b| {
+            c.tx.for_each(|_, b| {
                 first = b.to_vec();
                 false
             })
             .unwrap();
-            if s.write_frame(&first).unwrap() {
-                s.publish();
-                let m = c.front().unwrap().unwrap();
+            if s.tx.write_frame(&first).unwrap() {
+                s.tx.publish();
+                let m = c.rx.front().unwrap().unwrap();
                 assert_eq!(m.seq, Header::read(first.first_chunk().unwrap()).seq);
-                c.release_stale().unwrap();
+                c.rx.release_stale().unwrap();
             }
-            while let Some(m) = s.front().unwrap() {
+            while let Some(m) = s.rx.front().unwrap() {
                 let seq = m.seq;
-                s.pop(seq + 1).unwrap();
+                s.rx.pop(seq + 1).unwrap();
             }
-            assert_eq!(c.peer_consumed(), next);
+            assert_eq!(c.tx.peer_consumed(), next);
         }
         cleanup(dir, s, c);
     }
@@ -529,17 +587,17 @@ mod tests {
         let (dir, mut s, mut c) = pair("bad", 4096);
         assert!(push(&mut c, 7, 8));
         // A reserved type in the ring (a scribbling peer).
-        assert!(c.alloc(0).unwrap().is_some());
-        let p = c.pending.unwrap();
+        assert!(c.tx.alloc(0).unwrap().is_some());
+        let p = c.tx.pending.unwrap();
         // SAFETY: the 16 prefix bytes just reserved.
         unsafe { p.cast::<[u8; 8]>().write([0; 8]) };
-        c.file.ends.tx.push(msg_type::HEARTBEAT).unwrap();
-        c.pending = None;
-        s.front().unwrap().unwrap();
-        s.pop(8).unwrap();
-        assert!(matches!(s.front(), Err(RingError::BadFrame { .. })));
-        assert!(matches!(c.alloc(1 << 20), Err(RingError::TooLarge { .. })));
-        assert!(matches!(c.push_more(1, 0, 0), Err(RingError::NothingAllocated)));
+        c.tx.ring.push(msg_type::HEARTBEAT).unwrap();
+        c.tx.pending = None;
+        s.rx.front().unwrap().unwrap();
+        s.rx.pop(8).unwrap();
+        assert!(matches!(s.rx.front(), Err(RingError::BadFrame { .. })));
+        assert!(matches!(c.tx.alloc(1 << 20), Err(RingError::TooLarge { .. })));
+        assert!(matches!(c.tx.push_more(1, 0, 0), Err(RingError::NothingAllocated)));
         cleanup(dir, s, c);
     }
 }

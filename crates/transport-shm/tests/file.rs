@@ -386,9 +386,9 @@ fn reset_gives_fresh_rings_and_needs_the_client_gone() {
     assert_ne!(old_id, 0);
     // Leave a message in the server->client ring.
     let mut rings = Rings::new(srv);
-    rings.alloc(3).unwrap().unwrap().copy_from_slice(b"old");
-    rings.push_more(1, 0, 0).unwrap();
-    rings.publish();
+    rings.tx.alloc(3).unwrap().unwrap().copy_from_slice(b"old");
+    rings.tx.push_more(1, 0, 0).unwrap();
+    rings.tx.publish();
     let srv = rings.into_file();
     assert_eq!(srv.bump_epoch(), 1);
 
@@ -404,7 +404,7 @@ fn reset_gives_fresh_rings_and_needs_the_client_gone() {
     assert_eq!(srv.epoch(), 0);
     assert_ne!(srv.file_id(), old_id, "a new file, a new identity");
     let mut cli = Rings::new(ShmFile::open(&t.dir, &s, &c).unwrap());
-    assert!(cli.front().unwrap().is_none(), "the old message is gone after a reset");
+    assert!(cli.rx.front().unwrap().is_none(), "the old message is gone after a reset");
     assert_eq!(cli.file_id(), srv.file_id());
     let e = ShmFile::open(&t.dir, &s, &c).unwrap_err();
     assert!(matches!(e, ShmError::Busy { side: Side::Client, .. }), "the new file is locked: {e}");

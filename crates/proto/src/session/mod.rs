@@ -333,6 +333,15 @@ impl Session {
         }
     }
 
+    /// Takes new persisted numbers while the link is down (the medium that holds them
+    /// changed: a shared-memory file was replaced). The counters of this process and
+    /// the peer's limits are kept.
+    pub fn renumber(&mut self, send_range: SeqRange, consumed: u64, seen: u64) {
+        let mut seq = SeqState::resume(*self.seq.ack_policy(), send_range, consumed);
+        seq.set_seen(seen);
+        self.seq = seq;
+    }
+
     /// A session reset (a new epoch): fresh numbers, the peer's limits forgotten, the
     /// link down. The counters of this process are kept.
     pub fn reset(&mut self, queue_capacity: u64) {
@@ -559,8 +568,12 @@ mod tests {
         assert_eq!((c.heartbeats_sent, c.heartbeats_received), (1, 1));
         // A reconnect from the peer's consumed count: the rest are resends.
         s.login_numbers();
-        s.after_login(&SessionNumbers { consumed: 3, seen: 3, send_range: SeqRange::new(0, 1).unwrap() }, Limits::default(), 300)
-            .unwrap();
+        s.after_login(
+            &SessionNumbers { consumed: 3, seen: 3, send_range: SeqRange::new(0, 1).unwrap() },
+            Limits::default(),
+            300,
+        )
+        .unwrap();
         s.on_sent(2);
         assert_eq!((s.counters().sent, s.counters().resent), (5, 2));
     }
@@ -578,7 +591,10 @@ mod tests {
     fn config_validation() {
         let c = SessionConfig::default();
         assert_eq!(c.validate(), Ok(()));
-        assert_eq!(SessionConfig { max_message: MAX_MESSAGE + 1, ..c }.validate(), Err(ConfigError::MaxMessage(u64::from(MAX_MESSAGE) + 1)));
+        assert_eq!(
+            SessionConfig { max_message: MAX_MESSAGE + 1, ..c }.validate(),
+            Err(ConfigError::MaxMessage(u64::from(MAX_MESSAGE) + 1))
+        );
         assert!(matches!(
             SessionConfig { liveness: LivenessConfig { heartbeat_interval: 0, timeout: 1 }, ..c }.validate(),
             Err(ConfigError::Timing(_))

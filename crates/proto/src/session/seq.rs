@@ -203,9 +203,7 @@ pub enum SeqMismatch {
     },
     /// We consumed or hold more of the peer's messages than it ever pushed: the peer
     /// lost its send queue (or we talked to another instance of it).
-    #[error(
-        "the peer lost send state: we consumed or hold {seen} of its messages but it has only pushed {peer_next}"
-    )]
+    #[error("the peer lost send state: we consumed or hold {seen} of its messages but it has only pushed {peer_next}")]
     PeerLostSent {
         /// How many of the peer's messages we consumed or hold.
         seen: u64,
@@ -634,7 +632,8 @@ mod tests {
                                 for ps in pc..N + 1 {
                                     for pf in 0..N + 1 {
                                         for pn in pf..N + 1 {
-                                            let mut s = SeqState::resume(AckPolicy::default(), range(acked, next), consumed);
+                                            let mut s =
+                                                SeqState::resume(AckPolicy::default(), range(acked, next), consumed);
                                             s.set_seen(seen);
                                             s.set_recorded(recorded);
                                             s.begin_login();
@@ -651,7 +650,11 @@ mod tests {
                                             } else if seen > pn {
                                                 Err(SeqMismatch::PeerLostSent { seen, peer_next: pn })
                                             } else {
-                                                Ok(Resume { resend_from: pc, resend: next - pc, newly_acked: pc - acked })
+                                                Ok(Resume {
+                                                    resend_from: pc,
+                                                    resend: next - pc,
+                                                    newly_acked: pc - acked,
+                                                })
                                             };
                                             assert_eq!(
                                                 got, want,

@@ -1,52 +1,106 @@
-//! The conformance kit: the tests every [`Transport`] must pass (feature `testkit`).
+//! The conformance kit: the tests every medium must pass (feature `testkit`).
 //!
-//! A transport provides a [`Harness`] that makes a connected pair, cuts its link and
-//! reconnects it; the kit drives both ends from one thread, polling them in turn with
-//! a fake clock it advances itself, and checks what users rely on: every message
-//! arrives once, in order, with its content, through backpressure, cuts, closes and
-//! reconnects; limits and reserved types are refused; a silent peer times out and an
-//! idle one does not; a one-way stream is not throttled to one queue per heartbeat;
-//! close reasons and counters are right.
+//! A medium provides a [`Harness`] that opens either side of a session from its
+//! persistent state, logs the two in over a new link, cuts links, and can lose a
+//! side's persistent state or rename the server; the kit drives both ends from one
+//! thread, polling them in turn with a fake clock it advances itself, and checks what
+//! users rely on:
 //!
-//! Real TCP and shared-memory transports are non-blocking, so polling both ends from
-//! one thread works for them too; the kit allows [`Harness::max_rounds`] rounds
-//! without progress before it declares a stall.
+//! * **messages**: every message arrives once, in order, with its content, through
+//!   backpressure, cuts, closes and reconnects; limits and reserved types are
+//!   refused; a silent peer times out and an idle one does not; a one-way stream is
+//!   not throttled to one queue per heartbeat; close reasons and counters are right;
+//! * **sessions**: pushes before the first login are delivered; nothing is connected
+//!   before a login; the resume point survives a restart; a side that lost its state
+//!   — a restarted process or a live one — is told at login, never silently resumed;
+//!   a renamed server drops the old session and reports exactly what it dropped; a
+//!   message above the peer's limit is refused at `alloc`, and a queued one refuses
+//!   the login.
 //!
-//! [`loopback`] is the reference transport built from this crate's pieces (session,
-//! encoder, decoder, a `tcpshm-ring` send queue) over in-memory pipes that deliver
-//! bytes at arbitrary boundaries; it passes the whole kit.
+//! Real TCP and shared-memory media are non-blocking, so polling both ends from one
+//! thread works for them; the kit allows [`Harness::max_rounds`] rounds without
+//! progress before it declares a stall. The `tcpshm-connection` crate runs the kit on
+//! TCP, Unix sockets, shared memory and an in-memory pipe, and shows that a
+//! deliberately broken transport fails it.
 //!
-//! ```
-//! use tcpshm_proto::testkit::{self, loopback::LoopbackHarness};
-//!
-//! let mut h = LoopbackHarness::default();
-//! testkit::run_all(&mut h).unwrap();
-//! ```
-//!
-//! A transport crate gets one `#[test]` per case with [`conformance_tests!`](crate::conformance_tests).
+//! A medium's crate gets one `#[test]` per case with
+//! [`conformance_tests!`](crate::conformance_tests).
 
 pub mod cases;
 pub mod gen;
-pub mod loopback;
+pub mod session_cases;
 
 use crate::{Msg, Nanos, Transport};
 use core::fmt;
 use gen::{Rng, Spec};
 
-/// What the kit needs from a transport under test.
+/// A side of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The side that logs in (initiates).
+    Client,
+    /// The side that accepts.
+    Server,
+}
+
+/// What a successful login reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoginOk {
+    /// The server's name changed: the client dropped its old session, with this many
+    /// queued messages.
+    pub reset_dropped: Option<u64>,
+}
+
+/// Why a login failed, as far as the kit tells failures apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// The two sides' numbers do not fit: a side lost its state.
+    SeqMismatch(String),
+    /// A queued message exceeds the other side's limit.
+    LimitExceeded(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl fmt::Display for LoginFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginFailure::SeqMismatch(t) => write!(f, "sequence mismatch: {t}"),
+            LoginFailure::LimitExceeded(t) => write!(f, "limit exceeded: {t}"),
+            LoginFailure::Other(t) => f.write_str(t),
+        }
+    }
+}
+
+/// What the kit needs from a medium under test.
 ///
-/// Requirements on the pair: fresh sessions (seq 0 on both sides, empty queues), the
-/// connection timeout [`timeout`](Self::timeout) and the heartbeat interval
-/// [`heartbeat_interval`](Self::heartbeat_interval) at most a quarter of it. The kit
-/// is most telling with small send queues (up to a few MiB): it fills them.
+/// Requirements: each harness has its own persistent state (no session exists when it
+/// is made), the connection timeout [`timeout`](Self::timeout) and the heartbeat
+/// interval [`heartbeat_interval`](Self::heartbeat_interval) at most a quarter of it.
+/// The kit is most telling with small send queues (up to a few MiB): it fills them.
 pub trait Harness {
     /// The transport under test.
     type T: Transport;
 
-    /// A new pair of ends `(a, b)` of one connection with fresh sessions, linked
-    /// (`a` is the side that initiates the connection, e.g. the client), at clock
-    /// `now`. The kit then polls both until both report connected.
-    fn pair(&mut self, now: Nanos) -> (Self::T, Self::T);
+    /// Opens `side`'s end of the session from its persistent state (creating the state
+    /// if there is none), not logged in — what a process does when it starts. At most
+    /// one end of each side is open at a time (the kit drops one before reopening).
+    fn open(&mut self, side: Side, now: Nanos) -> Self::T;
+
+    /// Logs the two ends in over a new link, at clock `now`. The kit then polls both
+    /// until both report connected.
+    fn login(&mut self, client: &mut Self::T, server: &mut Self::T, now: Nanos) -> Result<LoginOk, LoginFailure>;
+
+    /// A new session, both ends logged in (`a` is the client). The default opens
+    /// both ends and logs them in.
+    fn pair(&mut self, now: Nanos) -> (Self::T, Self::T) {
+        let mut a = self.open(Side::Client, now);
+        let mut b = self.open(Side::Server, now);
+        if let Err(e) = self.login(&mut a, &mut b, now) {
+            panic!("the first login of a new session failed: {e}");
+        }
+        (a, b)
+    }
 
     /// Breaks the link abruptly, as a network cut or a killed peer would: no close
     /// frame, bytes in flight may be lost. The ends may notice at their next poll or
@@ -55,8 +109,24 @@ pub trait Harness {
 
     /// Links the two ends again (after a cut, a close or a timeout) at clock `now`;
     /// the kit then polls both until both report connected, and expects every queued
-    /// message to be resent from what the other side consumed.
-    fn reconnect(&mut self, a: &mut Self::T, b: &mut Self::T, now: Nanos);
+    /// message to be resent from what the other side consumed. The default logs in.
+    fn reconnect(&mut self, a: &mut Self::T, b: &mut Self::T, now: Nanos) {
+        if let Err(e) = self.login(a, b, now) {
+            panic!("a reconnect failed: {e}");
+        }
+    }
+
+    /// Deletes `side`'s persistent state, as a lost disk (or a wiped `/dev/shm`)
+    /// would; that side's end is closed (dropped) when the kit calls this.
+    fn lose_state(&mut self, side: Side);
+
+    /// From now on the server runs under another name (a new trading day): its next
+    /// [`open`](Self::open) starts the sessions of that name.
+    fn rename_server(&mut self);
+
+    /// From now on the server accepts messages of at most `max` bytes (told at login);
+    /// the client's limit stays larger.
+    fn limit_server_message(&mut self, max: usize);
 
     /// The connection timeout the ends were configured with.
     fn timeout(&self) -> Nanos;
@@ -130,7 +200,17 @@ macro_rules! __tcpshm_conformance_cases {
             close_requested,
             silent_peer_times_out,
             heartbeats_keep_idle_alive,
-            counters_consistent
+            counters_consistent,
+            pushes_before_first_login,
+            not_connected_until_login,
+            resume_point_after_restart,
+            server_state_loss_live_client,
+            server_state_loss_restarted_client,
+            client_state_loss_restarted,
+            client_state_loss_live_server,
+            server_rename_drops_the_old_session,
+            over_peer_limit_refused_at_alloc,
+            queued_over_peer_limit_refuses_login
         }
     };
 }
@@ -157,13 +237,7 @@ pub fn run_all<H: Harness>(h: &mut H) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs the case called `name`.
-///
-/// ```
-/// use tcpshm_proto::testkit::{run_case, loopback::LoopbackHarness};
-/// run_case(&mut LoopbackHarness::default(), "largest_message").unwrap();
-/// assert!(run_case(&mut LoopbackHarness::default(), "no_such_case").is_err());
-/// ```
+/// Runs the case called `name` (see [`CASE_NAMES`]).
 pub fn run_case<H: Harness>(h: &mut H, name: &str) -> Result<(), Failure> {
     let c = all_cases::<H>()
         .into_iter()
@@ -256,6 +330,20 @@ impl<'h, H: Harness> Kit<'h, H> {
             b.is_connected(),
             b.close_reason()
         ))
+    }
+
+    /// Opens `side`'s end from its persistent state.
+    pub(crate) fn open(&mut self, side: Side) -> H::T {
+        self.h.open(side, self.now)
+    }
+
+    /// Logs in and, if that succeeded, polls until both ends are connected.
+    pub(crate) fn login(&mut self, a: &mut H::T, b: &mut H::T) -> Result<Result<LoginOk, LoginFailure>, String> {
+        let r = self.h.login(a, b, self.now);
+        if r.is_ok() {
+            self.wait_connected(a, b, "the ends to connect after a login")?;
+        }
+        Ok(r)
     }
 
     pub(crate) fn cut(&mut self, a: &mut H::T, b: &mut H::T) {

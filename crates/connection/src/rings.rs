@@ -1,0 +1,254 @@
+//! The shared-memory path: messages through the rings (no system call), the queue
+//! moved between the store and the ring when the medium changes, and the control
+//! work of a shared-memory session, rate-limited.
+
+use crate::connection::{ring_reason, storage, Connection};
+use crate::stream::Failed;
+use tcpshm_proto::frame::HEADER_LEN;
+use tcpshm_proto::login::TransportKind;
+use tcpshm_proto::session::Inbound;
+use tcpshm_proto::{CloseReason, Msg, Nanos, ProtocolError};
+use tcpshm_transport_tcp::ByteStream;
+
+impl<S: ByteStream> Connection<S> {
+    /// `poll` of a session carried by the rings: the data work every time (no system
+    /// call: publish, drain the store into the ring), the control work at most once
+    /// per check interval (read the control stream, timers, the peer's consumed count
+    /// into the session and the store, heartbeat).
+    pub(crate) fn poll_rings(&mut self, now: Nanos) -> bool {
+        self.drain_to_ring();
+        if self.stream.is_none() {
+            return false;
+        }
+        // Not due yet — unless the clock went backwards past a whole interval (a new
+        // clock): then do the work rather than wait for the old one's time.
+        if now < self.next_check && self.next_check - now <= self.cfg.check_interval {
+            return true;
+        }
+        self.next_check = now.saturating_add(self.cfg.check_interval);
+        let r = self
+            .receive(now)
+            .and_then(|()| self.timers(now))
+            .and_then(|()| self.ring_acks())
+            .and_then(|()| self.flush(now));
+        self.settle(r)
+    }
+
+    /// The peer's consumed count from the ring: the session's ack, and a checkpoint
+    /// of both counts into the store.
+    fn ring_acks(&mut self) -> Result<(), Failed> {
+        let Some(r) = &self.rings else { return Ok(()) };
+        let peer_consumed = r.tx.peer_consumed();
+        self.session.on_ack(peer_consumed).map_err(|e| (CloseReason::Protocol(e), true))?;
+        self.checkpoint();
+        Ok(())
+    }
+
+    /// Copies store frames the ring does not hold yet into it, as far as it has room
+    /// (a session that changed to shared memory, or pushed before its rings existed);
+    /// then pushes go straight to the ring again.
+    pub(crate) fn drain_to_ring(&mut self) {
+        if self.medium != TransportKind::Shm || self.ring_fault.is_some() {
+            return;
+        }
+        let Some(rings) = self.rings.as_mut() else { return };
+        let mut copied = 0u64;
+        let mut fault = None;
+        while self.store.next_seq() > self.queue.ring_next {
+            let from = self.queue.ring_next.max(self.store.first_unacked());
+            let cursor = match self.queue.drain {
+                Some(c) if c.seq() >= from => c,
+                _ => match self.store.cursor_at(from) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        fault = Some(storage(e));
+                        break;
+                    }
+                },
+            };
+            let (seq, next, copied_one) = match self.store.frame(cursor) {
+                Ok(Some((f, next))) => match rings.tx.write_frame(f.bytes) {
+                    Ok(ok) => (f.seq, next, ok),
+                    Err(e) => {
+                        fault = Some(ring_reason(&e));
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    fault = Some(storage(e));
+                    break;
+                }
+            };
+            if !copied_one {
+                // The ring is full: go on at the next poll.
+                self.queue.drain = Some(cursor);
+                break;
+            }
+            self.queue.ring_next = seq + 1;
+            self.queue.drain = Some(next);
+            copied += 1;
+        }
+        let published = rings.tx.publish();
+        if published > 0 && self.stream.is_some() {
+            self.session.on_sent(published);
+        }
+        let _ = copied;
+        if let Some(reason) = fault {
+            self.ring_fault = Some(reason.clone());
+            self.fail(reason, true);
+        }
+        if self.store.next_seq() <= self.queue.ring_next {
+            self.queue.drain = None;
+        }
+        self.update_route();
+    }
+
+    /// Makes the store hold every message from the peer's consumed count on, copying
+    /// from the ring what only the ring holds (a session that changed from shared
+    /// memory to a stream): returns whether it does now (else the store is full and
+    /// the rest follows as acks free it).
+    pub(crate) fn catch_up_store(&mut self) -> bool {
+        let target = self.session.seq().next_seq();
+        if self.store.next_seq() >= target {
+            return true;
+        }
+        let Some(rings) = self.rings.as_ref() else { return false };
+        let acked = self.session.seq().acked();
+        if acked > self.store.next_seq() {
+            if let Err(e) = self.store.ack_beyond(acked) {
+                let reason = storage(e);
+                self.fail(reason, true);
+                return false;
+            }
+        }
+        let store = &mut self.store;
+        let mut broken = None;
+        let walk = rings.tx.for_each(|seq, bytes| {
+            if seq < store.next_seq() {
+                return true;
+            }
+            if seq != store.next_seq() {
+                broken = Some(format!("the ring holds seq {seq} where the queue needs {}", store.next_seq()));
+                return false;
+            }
+            let h = tcpshm_proto::frame::Header::read(bytes.first_chunk().expect("a whole header"));
+            let payload = &bytes[HEADER_LEN..h.len as usize];
+            match store.alloc(payload.len()) {
+                Ok(Some(buf)) => buf.copy_from_slice(payload),
+                Ok(None) => return false,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    return false;
+                }
+            }
+            if let Err(e) = store.push_more(h.msg_type, h.ack) {
+                broken = Some(e.to_string());
+                return false;
+            }
+            store.next_seq() + store.staged() < target
+        });
+        if let Err(e) = self.store.publish() {
+            let reason = storage(e);
+            self.fail(reason, true);
+            return false;
+        }
+        let fault = match walk {
+            Err(e) => Some(ring_reason(&e)),
+            Ok(()) => broken.map(|b| CloseReason::Corrupt(tcpshm_proto::Fault::msg(b))),
+        };
+        if let Some(reason) = fault {
+            self.fail(reason, true);
+            return false;
+        }
+        self.store.next_seq() >= target
+    }
+
+    /// The next message of the inbound ring: copies of messages already consumed are
+    /// released unread; a gap closes the session.
+    pub(crate) fn ring_front(&mut self) -> Option<Msg<'_>> {
+        if self.ring_fault.is_some() {
+            return None;
+        }
+        // Two passes: releasing stale copies needs the ring mutably, which a message
+        // returned from the same loop would still borrow.
+        loop {
+            let rings = self.rings.as_mut()?;
+            let seq = match rings.rx.front() {
+                Ok(Some(m)) => m.seq,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.ring_failed(ring_reason(&e));
+                    return None;
+                }
+            };
+            match self.session.classify(seq) {
+                Inbound::Next => break,
+                Inbound::Stale => {
+                    if let Err(e) = rings.rx.release_stale() {
+                        self.ring_failed(ring_reason(&e));
+                        return None;
+                    }
+                }
+                Inbound::Gap { expected } => {
+                    self.ring_failed(CloseReason::Protocol(ProtocolError::RingGap { expected, got: seq }));
+                    return None;
+                }
+            }
+        }
+        let rings = self.rings.as_mut()?;
+        let m = rings.rx.front().ok()??;
+        if self.ring_fronted.map(|(s, _)| s) != Some(m.seq) {
+            self.session.on_ring_received();
+            self.ring_fronted = Some((m.seq, m.frame_len));
+        }
+        Some(Msg { msg_type: m.msg_type, seq: m.seq, payload: m.payload })
+    }
+
+    /// Pops the front message of the inbound ring: replies staged before it are
+    /// published first, then the consumed count is stored and the frame released.
+    pub(crate) fn ring_pop(&mut self) {
+        if self.ring_fronted.is_none() && self.ring_front().is_none() {
+            return;
+        }
+        let Some((seq, frame_len)) = self.ring_fronted.take() else { return };
+        if let Err(reason) = self.publish_staged() {
+            self.fail(reason, true);
+            return;
+        }
+        let Some(rings) = self.rings.as_mut() else { return };
+        if let Err(e) = rings.rx.pop(seq + 1) {
+            self.ring_failed(ring_reason(&e));
+            return;
+        }
+        self.session.on_pop(frame_len as u64, true);
+    }
+
+    /// A ring is broken: nothing more is read from it; the link closes.
+    fn ring_failed(&mut self, reason: CloseReason) {
+        self.ring_fault = Some(reason.clone());
+        self.queue.to_ring = false;
+        if self.stream.is_some() {
+            self.fail(reason, true);
+        } else {
+            self.session.close(reason);
+        }
+    }
+
+    /// The largest message (payload bytes) queued for the peer, in the store and in
+    /// the ring: a login refuses to resume if it exceeds the peer's limit.
+    pub(crate) fn largest_queued(&mut self) -> Result<u32, CloseReason> {
+        let from = self.session.seq().acked();
+        let mut max = 0usize;
+        if let Some(r) = &self.rings {
+            max = r.tx.largest_from(from).map_err(|e| ring_reason(&e))?;
+        }
+        let start = from.max(self.store.first_unacked()).min(self.store.next_seq());
+        let mut cursor = self.store.cursor_at(start).map_err(storage)?;
+        while let Some((f, next)) = self.store.frame(cursor).map_err(storage)? {
+            max = max.max(f.payload.len());
+            cursor = next;
+        }
+        Ok(u32::try_from(max).unwrap_or(u32::MAX))
+    }
+}
