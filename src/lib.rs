@@ -9,12 +9,13 @@
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`ring`] | `tcpshm-ring` | lock-free SPSC queues: typed, and variable-length over raw memory |
-//! | [`proto`] | `tcpshm-proto` | the sans-IO wire protocol, the `Transport` trait and its conformance kit |
-//! | [`persist`] | `tcpshm-persist` | the crash-safe mmap'd per-connection store |
-//! | [`tcp`] | `tcpshm-transport-tcp` | the TCP (and any byte stream) transport |
-//! | [`shm`] | `tcpshm-transport-shm` | the shared-memory transport |
-//! | [`server`] | `tcpshm-server` | listener, logins, groups of connections |
-//! | [`client`] | `tcpshm-client` | connect, then poll |
+//! | [`proto`] | `tcpshm-proto` | the sans-IO protocol: frames, login, the session engine (every rule of a session), the `Transport` trait and its conformance kit |
+//! | [`persist`] | `tcpshm-persist` | the crash-safe mmap'd per-session store |
+//! | [`tcp`] | `tcpshm-transport-tcp` | the byte-stream medium (TCP, Unix sockets, any stream) |
+//! | [`shm`] | `tcpshm-transport-shm` | the shared-memory medium (rings in a `/dev/shm` file) |
+//! | [`connection`] | `tcpshm-connection` | one session over a medium: the connection type of clients and servers, the logins |
+//! | [`server`] | `tcpshm-server` | listener, logins, groups of sessions |
+//! | [`client`] | `tcpshm-client` | open a session, connect, then poll |
 //!
 //! The [`prelude`] has what an application usually needs.
 //!
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub use tcpshm_client as client;
+pub use tcpshm_connection as connection;
 pub use tcpshm_persist as persist;
 pub use tcpshm_proto as proto;
 pub use tcpshm_ring as ring;
@@ -46,11 +48,13 @@ pub use tcpshm_transport_tcp as tcp;
 /// ```
 pub mod prelude {
     pub use tcpshm_client::{Client, ClientConfig, ConnectError, Connected};
+    pub use tcpshm_connection::{Connection, ConnectionConfig};
+    pub use tcpshm_persist::Durability;
     pub use tcpshm_proto::login::{LoginStatus, TransportKind};
     pub use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
     pub use tcpshm_server::{
-        AcceptAll, ByName, Conn, Control, Group, GroupHandler, Handled, LeastLoaded, LoginHandler, LoginInfo, Reject,
-        RoundRobin, Server, ServerConfig, ShardPolicy,
+        AcceptAll, ByName, Conn, Control, Group, GroupHandler, GroupId, Handled, LeastLoaded, LoginHandler, LoginInfo,
+        Reject, RoundRobin, Server, ServerConfig, ShardPolicy,
     };
 }
 

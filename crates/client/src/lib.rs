@@ -1,28 +1,29 @@
 //! # tcpshm-client
 //!
 //! The client side of tcpshm: [`Client::open`] opens the persistent session (its send
-//! queue and consumed count live in a file that survives disconnects, restarts and
-//! `kill -9`), [`Client::connect`] logs in (blocking, bounded by a timeout, with a
-//! typed error for every refusal), and from then on the [`Client`] is a
-//! [`Transport`]: `alloc`/`push`, `poll(now)`,
-//! `front`/`pop`. Pushes are accepted while disconnected and leave on reconnect.
+//! queue and consumed count live in a store that survives disconnects, restarts and
+//! `kill -9`, and in the session's shared-memory rings when it uses them),
+//! [`Client::connect`] logs in (blocking, each step bounded by a timeout, with a typed
+//! error for every refusal), and from then on the [`Client`] is a
+//! [`Transport`]: `alloc`/`push`, `poll(now)`, `front`/`pop`. Pushes are accepted
+//! while disconnected — before the first login too — and leave with the next login,
+//! whatever its transport.
 //!
 //! There is no automatic reconnect inside the library (it creates no threads and
-//! reads no clock); the `echo_client` example shows a reconnect loop.
+//! reads no clock); [`ConnectError::is_retryable`] tells a reconnect loop which
+//! errors are worth another try.
 //!
-//! In shared-memory mode the data path is two rings in a file under `/dev/shm`; the
-//! TCP login socket stays open as the control channel (heartbeats, orderly close),
-//! and the ring can be polled from one thread while the control channel is polled
-//! from another ([`Client::split_shm`]).
+//! In shared-memory mode the messages flow through two rings in a file under
+//! `/dev/shm`; the TCP login connection stays open as the control stream (heartbeats,
+//! orderly close).
 #![forbid(unsafe_code)]
 
 mod client;
 mod config;
-mod error;
-mod login;
 
-pub use client::{Client, Connected};
-pub use config::{ClientConfig, ConfigError};
-pub use error::{ConnectError, OpenError};
+pub use client::Client;
+pub use config::ClientConfig;
+pub use tcpshm_connection::{ConnectError, Connected, ConnectionConfig, OpenError};
 pub use tcpshm_proto::login::{LoginStatus, TransportKind};
+pub use tcpshm_proto::session::ConfigError;
 pub use tcpshm_proto::{CloseReason, Msg, Name, Nanos, Transport};

@@ -6,7 +6,6 @@ use crate::handler::{LoginHandler, LoginInfo};
 use crate::handoff::Handoff;
 use crate::pending::{Failure, OwnedLogin, Pending, Progress};
 use crate::policy::{GroupId, ShardPolicy};
-use crate::reply;
 use crate::slot::{Counts, Load, Slot};
 use crate::sync::Ordering;
 use mio::net::TcpListener;
@@ -14,7 +13,9 @@ use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tcpshm_proto::login::{LoginStatus, TransportKind};
+use tcpshm_connection::write_refusal;
+use tcpshm_proto::handshake::Refusal;
+use tcpshm_proto::login::LoginStatus;
 use tcpshm_proto::{Name, Nanos};
 use tcpshm_ring::spsc;
 
@@ -61,6 +62,12 @@ pub struct Control<L, P> {
     login: L,
     policy: P,
     stats: ControlStats,
+    /// When the listeners and pending logins are next checked for readiness.
+    next_check: Nanos,
+}
+
+fn refusal(status: LoginStatus, text: impl Into<String>) -> Refusal {
+    Refusal { status, text: text.into() }
 }
 
 impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
@@ -94,6 +101,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             login,
             policy,
             stats: ControlStats::default(),
+            next_check: 0,
         })
     }
 
@@ -118,8 +126,16 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
     }
 
     /// Accepts, reads logins, admits or refuses them, and drops logins older than the
-    /// login timeout. Never blocks.
+    /// login timeout. Never blocks. Readiness is checked at most once per
+    /// [`ServerConfig::readiness_interval`](crate::ServerConfig::readiness_interval)
+    /// (one `epoll_wait`): a poll in between costs a comparison, so control can share
+    /// a busy-polling thread with groups.
     pub fn poll(&mut self, now: Nanos) {
+        // Not due yet — unless the clock went backwards past a whole interval.
+        if now < self.next_check && self.next_check - now <= self.cfg.readiness_interval {
+            return;
+        }
+        self.next_check = now.saturating_add(self.cfg.readiness_interval);
         if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return;
@@ -149,7 +165,11 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                     let live = self.counts.live.load(Ordering::Relaxed) + self.pending_count;
                     if live >= self.cfg.max_connections {
                         self.stats.refused += 1;
-                        reply::refuse(&mut stream, self.cfg.name, LoginStatus::ServerFull, "the server is full");
+                        write_refusal(
+                            &mut stream,
+                            self.cfg.name,
+                            &refusal(LoginStatus::ServerFull, "the server is full"),
+                        );
                         continue;
                     }
                     let slot = self.free.pop().unwrap_or_else(|| {
@@ -215,9 +235,9 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         self.pending_count -= 1;
         match outcome {
             Err(Failure::Gone) => {}
-            Err(Failure::Refuse(status, text)) | Ok((_, Err((status, text)))) => {
+            Err(Failure::Refuse(r)) | Ok((_, Err(r))) => {
                 self.stats.refused += 1;
-                reply::refuse(&mut p.stream, self.cfg.name, status, &text);
+                write_refusal(&mut p.stream, self.cfg.name, &r);
             }
             Ok((login, Ok((group, slot_state, claimed)))) => {
                 let h = Handoff { stream: p.stream, peer, login, slot: slot_state, claimed, at: now };
@@ -236,12 +256,8 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                         h.slot.free();
                     }
                     self.stats.refused += 1;
-                    reply::refuse(
-                        &mut h.stream,
-                        self.cfg.name,
-                        LoginStatus::ServerFull,
-                        "the group's login queue is full",
-                    );
+                    let r = refusal(LoginStatus::ServerFull, "the group's login queue is full");
+                    write_refusal(&mut h.stream, self.cfg.name, &r);
                 } else {
                     self.stats.admitted += 1;
                 }
@@ -249,21 +265,12 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         }
     }
 
-    /// The server-side checks and the user's decision. On success the client's slot
-    /// is claimed if it was free (`true`); if it looks connected (`false`), the group
+    /// The user's decision and the connection table. On success the client's slot is
+    /// claimed if it was free (`true`); if it looks connected (`false`), the group
     /// that holds the connection decides: a live connection refuses the login, a dead
-    /// one not yet noticed (a client restarted at once) is replaced.
-    fn admit(&mut self, info: &LoginInfo<'_>) -> Result<(GroupId, Arc<Slot>, bool), (LoginStatus, String)> {
-        let enabled = match info.transport {
-            TransportKind::Tcp => self.cfg.enable_tcp,
-            TransportKind::Shm => self.cfg.enable_shm,
-        };
-        if !enabled {
-            return Err((
-                LoginStatus::TransportDisabled,
-                format!("{:?} is not enabled on this server", info.transport),
-            ));
-        }
+    /// one not yet noticed (a client restarted at once) is replaced. The session's own
+    /// rules (transport, epoch, limits, numbers) are the group's verdict.
+    fn admit(&mut self, info: &LoginInfo<'_>) -> Result<(GroupId, Arc<Slot>, bool), Refusal> {
         for (g, l) in self.groups.iter().enumerate() {
             self.loads[g] = l.load.load(Ordering::Relaxed);
         }
@@ -274,12 +281,12 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                 let suggested = self.policy.assign(&info.client, &self.loads);
                 match self.login.on_login(info, suggested) {
                     Ok(g) => g,
-                    Err(r) => return Err((LoginStatus::Rejected, r.text)),
+                    Err(r) => return Err(refusal(LoginStatus::Rejected, r.text)),
                 }
             }
         };
         if group >= self.groups.len() {
-            return Err((
+            return Err(refusal(
                 LoginStatus::Rejected,
                 format!("server misconfiguration: group {group} chosen, but there are {} groups", self.groups.len()),
             ));
@@ -287,7 +294,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         if self.table.contains_key(&info.client) {
             // Returning client: the handler still decides (credentials may change).
             if let Err(r) = self.login.on_login(info, group) {
-                return Err((LoginStatus::Rejected, r.text));
+                return Err(refusal(LoginStatus::Rejected, r.text));
             }
         }
         let slot = self.table.entry(info.client).or_insert_with(|| (group, Arc::new(Slot::default()))).1.clone();
@@ -297,7 +304,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         if slot.is_connected() {
             return Ok((group, slot, false));
         }
-        Err((LoginStatus::AlreadyLoggedIn, format!("a login of client {} is already in progress", info.client)))
+        Err(refusal(LoginStatus::AlreadyLoggedIn, format!("a login of client {} is already in progress", info.client)))
     }
 
     fn expire(&mut self, now: Nanos) {
@@ -306,7 +313,8 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             if expired {
                 if let Some(mut p) = self.take(slot) {
                     self.stats.timed_out += 1;
-                    reply::refuse(&mut p.stream, self.cfg.name, LoginStatus::Malformed, "login not completed in time");
+                    let r = refusal(LoginStatus::Malformed, "login not completed in time");
+                    write_refusal(&mut p.stream, self.cfg.name, &r);
                 }
             }
         }

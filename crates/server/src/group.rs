@@ -1,34 +1,29 @@
-//! A group: a set of connections polled by exactly one user thread.
+//! A group: a set of sessions polled by exactly one user thread.
 
 use crate::config::ServerConfig;
-use crate::conn::Link;
 use crate::handler::{Conn, GroupHandler, Handled};
 use crate::handoff::Handoff;
-use crate::pending::OwnedLogin;
 use crate::policy::GroupId;
-use crate::reply::{self, Numbers};
 use crate::slot::{Counts, Load, Slot};
 use crate::sync::Ordering;
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tcpshm_persist::{Options, Store};
+use tcpshm_connection::{write_refusal, Connection};
+use tcpshm_proto::handshake::{Refusal, ServerRules};
 use tcpshm_proto::login::{LoginStatus, TransportKind};
-use tcpshm_proto::session::{SeqRange, SessionConfig};
-use tcpshm_proto::{CloseReason, Name, Nanos};
+use tcpshm_proto::{CloseReason, Name, Nanos, Transport};
 use tcpshm_ring::spsc;
-use tcpshm_transport_shm::{Capacities, ShmConnection, ShmDir, ShmFile};
-use tcpshm_transport_tcp::{PeerLogin, StreamConfig, TcpConnection};
+use tcpshm_transport_shm::Side;
 
-/// How often a group whose connections are all shared memory checks its sockets.
-const SHM_ONLY_EPOLL_INTERVAL: Nanos = 20_000;
-
-/// One connection of the group and its bookkeeping.
+/// One client's session in the group and its bookkeeping. It stays while the client
+/// is away: its queue and numbers are the session's, and a reconnect finds them here.
 struct Entry {
     client: Name,
     peer: std::net::SocketAddr,
-    link: Link,
+    conn: Connection<TcpStream>,
     slot: Arc<Slot>,
     /// Registered with the group's poller (only while linked).
     registered: bool,
@@ -38,7 +33,13 @@ struct Entry {
     queued: bool,
 }
 
-/// The connections of one group, polled by one thread with [`Group::poll`].
+impl Entry {
+    fn is_shm(&self) -> bool {
+        self.conn.medium() == TransportKind::Shm && self.conn.rings().is_some()
+    }
+}
+
+/// The sessions of one group, polled by one thread with [`Group::poll`].
 ///
 /// `Send`: build it anywhere, move it to its thread. Logins reach it from the
 /// [`Control`](crate::Control) through a lock-free single-producer queue.
@@ -51,12 +52,12 @@ pub struct Group<H> {
     events: Events,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
-    by_name: HashMap<(Name, TransportKind), usize>,
+    by_name: HashMap<Name, usize>,
     /// Entries to offer messages to / flush in this poll.
     ready: Vec<usize>,
     /// The previous poll's `ready` list, cleared, kept for its capacity.
     spare: Vec<usize>,
-    /// SHM entries (polled every time: rings have no readiness).
+    /// Entries linked over shared memory (polled every time: rings have no readiness).
     shm: Vec<usize>,
     timer_cursor: usize,
     /// Live TCP data connections (readiness matters at every poll while > 0).
@@ -67,7 +68,7 @@ pub struct Group<H> {
     tokens: Vec<(usize, bool, bool)>,
     load: Load,
     counts: Arc<Counts>,
-    shm_dir: ShmDir,
+    rules: ServerRules,
 }
 
 impl<H: GroupHandler> Group<H> {
@@ -79,8 +80,11 @@ impl<H: GroupHandler> Group<H> {
         load: Load,
         counts: Arc<Counts>,
     ) -> std::io::Result<Group<H>> {
-        let shm_dir = ShmDir::new(cfg.shm_dir.clone(), &cfg.shm_prefix)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let limits = tcpshm_proto::login::Limits {
+            max_message: cfg.connection.session.max_message,
+            queue_capacity: cfg.connection.queue_bytes as u64,
+        };
+        let rules = ServerRules { name: cfg.name, tcp: cfg.enable_tcp, shm: cfg.enable_shm, limits };
         Ok(Group {
             id,
             cfg,
@@ -100,7 +104,7 @@ impl<H: GroupHandler> Group<H> {
             tokens: Vec::new(),
             load,
             counts,
-            shm_dir,
+            rules,
         })
     }
 
@@ -125,19 +129,21 @@ impl<H: GroupHandler> Group<H> {
     /// [`messages_per_poll`](ServerConfig::messages_per_poll) per connection), flushes,
     /// runs heartbeats and timeouts on a slice of the connections, and reports
     /// disconnects. Never blocks; one `epoll_wait` with a zero timeout per call while
-    /// the group has live TCP connections, every 20 µs when it has only shared-memory ones.
+    /// the group has live TCP connections, one per
+    /// [`readiness_interval`](ServerConfig::readiness_interval) when it has only
+    /// shared-memory ones.
     pub fn poll(&mut self, now: Nanos) {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
         }
 
-        // With live TCP data connections, readiness is checked at every poll (it is their
-        // latency). Shared-memory connections only have their control sockets in the
-        // poller (heartbeats, close): checking those every few microseconds is plenty
-        // and keeps an `epoll_wait` off every iteration of an SHM hot loop.
-        let due = self.tcp_up > 0 || now >= self.next_epoll;
+        // With live TCP data connections, readiness is checked at every poll (it is
+        // their latency). Shared-memory connections only have their control streams
+        // in the poller (heartbeats, close): checking those every few microseconds is
+        // plenty and keeps an `epoll_wait` off every iteration of an SHM hot loop.
+        let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > self.cfg.readiness_interval;
         if !self.entries.is_empty() && due {
-            self.next_epoll = now.saturating_add(SHM_ONLY_EPOLL_INTERVAL);
+            self.next_epoll = now.saturating_add(self.cfg.readiness_interval);
             if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     // A broken epoll instance cannot recover; fall back to touching
@@ -156,23 +162,25 @@ impl<H: GroupHandler> Group<H> {
                 let (i, readable, writable) = self.tokens[k];
                 let Some(Some(e)) = self.entries.get_mut(i) else { continue };
                 if readable {
-                    e.link.on_readable(now);
+                    e.conn.on_readable(now);
                 }
                 if writable {
-                    e.link.on_writable(now);
+                    e.conn.on_writable(now);
                 }
                 self.mark(i);
             }
         }
         for k in 0..self.shm.len() {
             let i = self.shm[k];
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                // Publishes, drains the store into the ring, and does the control
+                // work at most once per check interval: no system call otherwise.
+                e.conn.poll(now);
+            }
             self.mark(i);
         }
 
         // Offer messages, then flush what the handlers pushed.
-        // Fix: swap in the spare list instead of `mem::take`, which left `ready`
-        // without capacity, so the first connection marked afterwards allocated a new
-        // vector in (nearly) every poll: one heap allocation per message.
         let spare = std::mem::take(&mut self.spare);
         let mut ready = std::mem::replace(&mut self.ready, spare);
         for &i in &ready {
@@ -181,10 +189,10 @@ impl<H: GroupHandler> Group<H> {
         for &i in &ready {
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 e.queued = false;
-                if e.link.wants_write() {
-                    e.link.on_writable(now);
+                if e.conn.wants_write() {
+                    e.conn.on_writable(now);
                 }
-                if e.link.may_have_messages() && e.link.is_connected() {
+                if e.conn.has_buffered() && e.conn.is_connected() && !e.is_shm() {
                     // Left over (limit reached or handler kept one): next poll.
                     self.ready.push(i);
                     e.queued = true;
@@ -212,31 +220,35 @@ impl<H: GroupHandler> Group<H> {
     /// Offers up to `messages_per_poll` messages of entry `i` to the handler.
     fn dispatch(&mut self, i: usize, now: Nanos) {
         let Some(Some(e)) = self.entries.get_mut(i) else { return };
-        if !e.link.is_connected() {
+        if !e.conn.is_connected() {
             return;
         }
-        e.link.pump(now);
+        if e.conn.read_more() {
+            // A read stopped at the budget: with edge-triggered readiness no new
+            // event would come for those bytes.
+            e.conn.on_readable(now);
+        }
         let mut close = None;
         for _ in 0..self.cfg.messages_per_poll {
-            let Some((msg, send)) = e.link.front_split() else { break };
+            let Some((msg, send)) = e.conn.front_split() else { break };
             let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
             let handled = self.handler.on_message(&mut conn, msg);
             if handled == Handled::Keep || close.is_some() {
                 if handled == Handled::Pop {
-                    e.link.pop();
+                    e.conn.pop();
                 }
                 break;
             }
-            e.link.pop();
+            e.conn.pop();
         }
         if let Some(text) = close {
-            e.link.close(CloseReason::RemoteRequested(text));
+            e.conn.close(CloseReason::RemoteRequested { code: tcpshm_proto::close::CloseCode::REQUESTED, text });
         }
     }
 
-    /// Heartbeats and timeouts for a slice of the connections, so a poll costs
+    /// Heartbeats and timeouts for a slice of the TCP connections, so a poll costs
     /// O(connections / 64) here, not O(connections), and each connection is still
-    /// checked every 64 polls.
+    /// checked every 64 polls. (Shared-memory connections do theirs in their poll.)
     fn timers(&mut self, now: Nanos) {
         let n = self.entries.len();
         if n == 0 {
@@ -247,8 +259,8 @@ impl<H: GroupHandler> Group<H> {
             let i = self.timer_cursor % n;
             self.timer_cursor = i + 1;
             if let Some(Some(e)) = self.entries.get_mut(i) {
-                if e.up {
-                    e.link.check_timers(now);
+                if e.up && !e.is_shm() {
+                    e.conn.check_timers(now);
                     self.settle(i);
                 }
             }
@@ -258,13 +270,15 @@ impl<H: GroupHandler> Group<H> {
     /// Reports a connection that went down since the last look, once.
     fn settle(&mut self, i: usize) {
         let Some(Some(e)) = self.entries.get_mut(i) else { return };
-        if e.up && !e.link.is_connected() {
+        if e.up && !e.conn.is_connected() {
             e.up = false;
-            if e.link.is_tcp() {
+            if e.is_shm() {
+                self.shm.retain(|&k| k != i);
+            } else {
                 self.tcp_up -= 1;
             }
             if e.registered {
-                if let Some(s) = e.link.stream_mut() {
+                if let Some(s) = e.conn.stream_mut() {
                     let _ = self.poller.registry().deregister(s);
                 }
                 e.registered = false;
@@ -272,92 +286,128 @@ impl<H: GroupHandler> Group<H> {
             e.slot.free();
             self.load.fetch_sub(1, Ordering::Relaxed);
             self.counts.live.fetch_sub(1, Ordering::Relaxed);
-            let reason = e.link.close_reason().cloned().unwrap_or(CloseReason::RemoteClosed);
+            let reason = e.conn.close_reason().cloned().unwrap_or(CloseReason::RemoteClosed);
             self.handler.on_disconnected(&e.client, &reason);
         }
     }
 
-    /// Completes a login handed over by control: sequence check, reply, link.
-    fn finish_login(&mut self, mut h: Handoff, now: Nanos) {
-        let key = (h.login.client, h.login.transport);
-        if !h.claimed && !self.supersede(&h, now) {
-            reply::refuse(
-                &mut h.stream,
-                self.cfg.name,
-                LoginStatus::AlreadyLoggedIn,
-                &format!("client {} is already logged in", h.login.client),
-            );
+    /// Completes a login handed over by control: the session's verdict, the reply,
+    /// the link.
+    fn finish_login(&mut self, h: Handoff, now: Nanos) {
+        let Handoff { mut stream, peer, login, slot, claimed, at } = h;
+        if !claimed && !self.supersede(&login.client, &slot, now) {
+            let r = Refusal {
+                status: LoginStatus::AlreadyLoggedIn,
+                text: format!("client {} is already logged in", login.client),
+            };
+            write_refusal(&mut stream, self.cfg.name, &r);
             return;
         }
-        let existing = self.by_name.get(&key).copied();
-        let result = match h.login.transport {
-            TransportKind::Tcp => self.finish_tcp(existing, h, now),
-            TransportKind::Shm => self.finish_shm(existing, h, now),
+        let existing = self.by_name.get(&login.client).copied();
+        let (i, created) = match existing {
+            Some(i) => (i, false),
+            None => match Connection::open_session(
+                &self.cfg.storage_dir,
+                self.cfg.name,
+                login.client,
+                Side::Server,
+                login.transport,
+                self.cfg.connection.clone(),
+                at,
+            ) {
+                Ok(conn) => {
+                    let created = conn.counters().next_seq == 0 && conn.counters().consumed == 0;
+                    let entry = Entry {
+                        client: login.client,
+                        peer,
+                        conn,
+                        slot: slot.clone(),
+                        registered: false,
+                        up: false,
+                        queued: false,
+                    };
+                    (self.insert(entry), created)
+                }
+                Err(e) => {
+                    let r = Refusal { status: LoginStatus::StorageError, text: e.to_string() };
+                    write_refusal(&mut stream, self.cfg.name, &r);
+                    self.release(&slot);
+                    return;
+                }
+            },
         };
-        if let Some((i, slot, peer)) = result {
-            self.by_name.insert(key, i);
-            let e = self.entries[i].as_mut().expect("just linked");
-            e.peer = peer;
-            if let Some(s) = e.link.stream_mut() {
-                e.registered =
-                    self.poller.registry().register(s, Token(i), Interest::READABLE | Interest::WRITABLE).is_ok();
+        let req = login.request();
+        let Some(e) = self.entries[i].as_mut() else { return };
+        e.peer = peer;
+        e.slot = slot.clone();
+        match e.conn.accept(stream, &req, &self.rules, now) {
+            Ok(()) => {}
+            Err((refusal, mut stream)) => {
+                write_refusal(&mut stream, self.cfg.name, &refusal);
+                self.release(&slot);
+                if created {
+                    // A refused first login frees everything it claimed, including the
+                    // store it created (an existing session's store is kept).
+                    if let Some(e) = self.entries[i].take() {
+                        let (store, _) = e.conn.into_parts();
+                        let path = store.path().to_path_buf();
+                        drop(store);
+                        let _ = std::fs::remove_file(path);
+                    }
+                    self.free.push(i);
+                } else {
+                    self.by_name.insert(login.client, i);
+                }
+                return;
             }
-            e.up = true;
-            if e.link.is_tcp() {
-                self.tcp_up += 1;
-            }
-            slot.connected();
-            // The load was raised when the login was claimed (by control, or by
-            // `supersede`), so that the policy sees logins in flight.
-            let mut close = None;
-            let send = e.link.sender();
-            let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
-            self.handler.on_logged_on(&mut conn);
-            if let Some(text) = close {
-                e.link.close(CloseReason::RemoteRequested(text));
-            }
-            self.mark(i);
         }
+        self.by_name.insert(login.client, i);
+        let Some(e) = self.entries[i].as_mut() else { return };
+        if let Some(s) = e.conn.stream_mut() {
+            e.registered =
+                self.poller.registry().register(s, Token(i), Interest::READABLE | Interest::WRITABLE).is_ok();
+        }
+        e.up = true;
+        if e.is_shm() {
+            self.shm.push(i);
+        } else {
+            self.tcp_up += 1;
+        }
+        slot.connected();
+        // The load was raised when the login was claimed (by control, or by
+        // `supersede`), so that the policy sees logins in flight.
+        let mut close = None;
+        let send = e.conn.sender();
+        let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
+        self.handler.on_logged_on(&mut conn);
+        if let Some(text) = close {
+            e.conn.close(CloseReason::RemoteRequested { code: tcpshm_proto::close::CloseCode::REQUESTED, text });
+        }
+        self.mark(i);
     }
 
     /// A login for a client whose slot looked connected: checks the connection it
-    /// has (in any transport) — reads its socket, and for shared memory the client's
-    /// lock — and if it is in fact dead, reports it and claims the slot for the new
-    /// login. Returns whether the login may proceed.
-    fn supersede(&mut self, h: &Handoff, now: Nanos) -> bool {
-        for kind in [TransportKind::Tcp, TransportKind::Shm] {
-            let Some(&i) = self.by_name.get(&(h.login.client, kind)) else { continue };
+    /// has — reads its socket, and for shared memory the client's lock — and if it is
+    /// in fact dead, reports it and claims the slot for the new login. Returns whether
+    /// the login may proceed.
+    fn supersede(&mut self, client: &Name, slot: &Slot, now: Nanos) -> bool {
+        if let Some(&i) = self.by_name.get(client) {
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 if e.up {
-                    e.link.check_alive(now);
+                    if e.is_shm() && matches!(e.conn.rings().map(|r| r.peer_alive()), Some(Ok(false))) {
+                        e.conn.close(CloseReason::PeerDied);
+                    } else {
+                        e.conn.on_readable(now);
+                    }
                 }
             }
             self.settle(i);
         }
-        if !h.slot.claim() {
+        if !slot.claim() {
             return false;
         }
         self.counts.live.fetch_add(1, Ordering::Relaxed);
         self.load.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
-    /// Answers a shared-memory login: refused if a live client process holds the
-    /// session's client side (`client_alive`; a client logging in again releases its
-    /// own lock for the exchange, so this is another process), accepted otherwise.
-    /// Returns whether the login goes on; a refusal or failed reply frees the claim.
-    fn accept_shm(&self, h: &mut Handoff, client_alive: bool) -> bool {
-        let server = self.cfg.name;
-        if client_alive {
-            let text = "a live client process holds this session's shared memory";
-            reply::refuse(&mut h.stream, server, LoginStatus::AlreadyLoggedIn, text);
-            self.release(&h.slot);
-            return false;
-        }
-        if reply::send(&mut h.stream, server, LoginStatus::Ok, "", Numbers::default()).is_err() {
-            self.release(&h.slot);
-            return false;
-        }
         true
     }
 
@@ -380,177 +430,5 @@ impl<H: GroupHandler> Group<H> {
                 self.entries.len() - 1
             }
         }
-    }
-
-    fn finish_tcp(
-        &mut self,
-        existing: Option<usize>,
-        mut h: Handoff,
-        now: Nanos,
-    ) -> Option<(usize, Arc<Slot>, std::net::SocketAddr)> {
-        let server = self.cfg.name;
-        let fresh_store;
-        let i = match existing {
-            Some(i) => {
-                fresh_store = false;
-                i
-            }
-            None => {
-                let opts = Options { capacity: self.cfg.tcp_queue_bytes, durability: self.cfg.durability };
-                match Store::open(&self.cfg.storage_dir, server, h.login.client, &opts, None, h.at) {
-                    Ok((store, _outcome)) => {
-                        fresh_store = store.next_seq() == 0 && store.consumed() == 0;
-                        let conn = TcpConnection::new(store, stream_config(&self.cfg));
-                        self.insert(Entry {
-                            client: h.login.client,
-                            peer: h.peer,
-                            link: Link::Tcp(conn),
-                            slot: h.slot.clone(),
-                            registered: false,
-                            up: false,
-                            queued: false,
-                        })
-                    }
-                    Err(e) => {
-                        reply::refuse(&mut h.stream, server, LoginStatus::StorageError, &e.to_string());
-                        self.release(&h.slot);
-                        return None;
-                    }
-                }
-            }
-        };
-        let Some(Entry { link: Link::Tcp(conn), .. }) = self.entries[i].as_mut() else {
-            self.release(&h.slot);
-            return None;
-        };
-        let peer = peer_numbers(&h.login, server);
-        let mine = conn.login_state();
-        let refusal = match conn.check_login(&peer) {
-            Ok(_) => None,
-            Err(m) => Some((LoginStatus::SeqMismatch, mismatch_text(&m, &h.login.client, &server))),
-        };
-        if let Some((status, text)) = refusal {
-            reply::refuse(&mut h.stream, server, status, &text);
-            self.release(&h.slot);
-            if existing.is_none() && fresh_store {
-                // A failed login frees everything it claimed, including a store it
-                // created (an existing session's store is kept).
-                if let Some(Entry { link: Link::Tcp(c), .. }) = self.entries[i].take() {
-                    let store = c.into_store();
-                    let path = store.path().to_path_buf();
-                    drop(store);
-                    let _ = std::fs::remove_file(path);
-                }
-                self.free.push(i);
-            }
-            return None;
-        }
-        let numbers =
-            Numbers { consumed: mine.consumed, send_range: mine.send_range, queue_capacity: mine.queue_capacity };
-        if reply::send(&mut h.stream, server, LoginStatus::Ok, "", numbers).is_err() {
-            self.release(&h.slot);
-            return None;
-        }
-        match conn.attach(h.stream, peer, now) {
-            Ok(_) => Some((i, h.slot, h.peer)),
-            Err(_) => {
-                self.release(&h.slot);
-                None
-            }
-        }
-    }
-
-    fn finish_shm(
-        &mut self,
-        existing: Option<usize>,
-        mut h: Handoff,
-        _now: Nanos,
-    ) -> Option<(usize, Arc<Slot>, std::net::SocketAddr)> {
-        let server = self.cfg.name;
-        if let Some(i) = existing {
-            let Some(Entry { link: Link::Shm(conn), .. }) = self.entries[i].as_mut() else {
-                self.release(&h.slot);
-                return None;
-            };
-            let alive = matches!(conn.peer_alive(), Ok(true));
-            if !self.accept_shm(&mut h, alive) {
-                return None;
-            }
-            // Still the shared-memory entry matched above (nothing ran in between).
-            if let Some(Entry { link: Link::Shm(conn), .. }) = self.entries[i].as_mut() {
-                conn.reattach(h.stream);
-            }
-            return Some((i, h.slot, h.peer));
-        }
-        let caps =
-            Capacities { server_to_client: self.cfg.shm_queue_bytes, client_to_server: self.cfg.shm_queue_bytes };
-        let file = match ShmFile::create_or_open(&self.shm_dir, &server, &h.login.client, caps) {
-            Ok(f) => f,
-            Err(e) => {
-                reply::refuse(&mut h.stream, server, LoginStatus::StorageError, &e.to_string());
-                self.release(&h.slot);
-                return None;
-            }
-        };
-        if !self.accept_shm(&mut h, matches!(file.peer_alive(), Ok(true))) {
-            return None;
-        }
-        match ShmConnection::server(file, h.stream, shm_config(&self.cfg)) {
-            Ok(conn) => {
-                let i = self.insert(Entry {
-                    client: h.login.client,
-                    peer: h.peer,
-                    link: Link::Shm(conn),
-                    slot: h.slot.clone(),
-                    registered: false,
-                    up: false,
-                    queued: false,
-                });
-                self.shm.push(i);
-                Some((i, h.slot, h.peer))
-            }
-            Err(_) => {
-                self.release(&h.slot);
-                None
-            }
-        }
-    }
-}
-
-/// The text of a sequence-mismatch refusal. Fix: it used to be the mismatch's own
-/// text, written from the server's point of view ("the peer lost receive state ...
-/// gone from our queue"), which the client reads the wrong way round (for it, "the
-/// peer" is the server). Now it first says plainly which side lost its state.
-fn mismatch_text(m: &tcpshm_proto::session::SeqMismatch, client: &Name, server: &Name) -> String {
-    let who = if m.peer_lost_state() { format!("client {client}") } else { format!("server {server}") };
-    format!("{who} lost its state; as the server sees it: {m}")
-}
-
-/// What the client's numbers mean for our session: if it last logged in to another
-/// server (or never), it is about to start a fresh session with us, so its numbers
-/// count as zero; our stored session must then be empty too, or the check refuses.
-fn peer_numbers(login: &OwnedLogin, server: Name) -> PeerLogin {
-    if login.last_server == Some(server) {
-        PeerLogin { consumed: login.consumed, send_range: login.send_range, queue_capacity: login.queue_capacity }
-    } else {
-        PeerLogin { consumed: 0, send_range: SeqRange::default(), queue_capacity: login.queue_capacity }
-    }
-}
-
-pub(crate) fn stream_config(cfg: &ServerConfig) -> StreamConfig {
-    let session = SessionConfig {
-        heartbeat_interval: cfg.heartbeat_interval,
-        timeout: cfg.connection_timeout,
-        ..SessionConfig::default()
-    };
-    StreamConfig { max_payload: cfg.max_message, session, ..StreamConfig::default() }
-}
-
-pub(crate) fn shm_config(cfg: &ServerConfig) -> tcpshm_transport_shm::ShmConfig {
-    tcpshm_transport_shm::ShmConfig {
-        heartbeat_interval: cfg.heartbeat_interval,
-        timeout: cfg.connection_timeout,
-        max_payload: cfg.max_message,
-        ..Default::default()
     }
 }

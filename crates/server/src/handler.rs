@@ -115,13 +115,13 @@ pub trait GroupHandler: Send {
 }
 
 /// The handle a [`GroupHandler`] gets: the connection's send side and identity.
-/// Messages pushed here leave at the end of the current poll (batched into one
-/// write for TCP).
+/// Messages pushed here are in the peer's ring at once (shared memory) or leave at
+/// the end of the current poll, batched into one write (TCP).
 pub struct Conn<'a> {
     pub(crate) client: Name,
     pub(crate) peer: SocketAddr,
     pub(crate) group: GroupId,
-    pub(crate) send: crate::conn::SendSide<'a>,
+    pub(crate) send: tcpshm_connection::Sender<'a>,
     pub(crate) close: &'a mut Option<String>,
 }
 
@@ -148,8 +148,8 @@ impl Conn<'_> {
 
     /// Queues the allocated message with `msg_type` (user types `0..=0xFEFF`). Over
     /// shared memory it is in the peer's ring at once; over TCP it is staged in the
-    /// session store and leaves with the rest of this poll's replies in one write. Either
-    /// way it is crash-safe before the message being handled is popped: a crash
+    /// session store and leaves with the rest of this poll's replies in one write.
+    /// Either way it is crash-safe before the message being handled is popped: a crash
     /// between the two never loses a reply to a consumed request.
     pub fn push(&mut self, msg_type: u16) -> Result<(), tcpshm_proto::SendError> {
         self.send.push(msg_type)

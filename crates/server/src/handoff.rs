@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tcpshm_proto::Nanos;
 
-/// A login admitted by control (version, names, limits and the user's handler
-/// passed); the group finishes it (sequence check against the session, reply, attach).
+/// A login admitted by control (parsed, and accepted by the user's login handler);
+/// the group finishes it (the session's verdict, reply, link).
 pub(crate) struct Handoff {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,

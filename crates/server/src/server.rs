@@ -1,7 +1,7 @@
 //! Building a server: bind, then split into a control part and groups, or poll
 //! everything from one thread.
 
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::ServerConfig;
 use crate::control::{Control, GroupLink};
 use crate::group::Group;
 use crate::handler::{GroupHandler, LoginHandler};
@@ -9,6 +9,7 @@ use crate::policy::ShardPolicy;
 use crate::slot::Counts;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use tcpshm_proto::session::ConfigError;
 use tcpshm_proto::Nanos;
 use tcpshm_ring::spsc;
 
@@ -114,7 +115,9 @@ impl<L: LoginHandler, P: ShardPolicy, H: GroupHandler> Server<L, P, H> {
         (self.control, self.groups)
     }
 
-    /// Polls the control part and every group, from this one thread.
+    /// Polls the control part (its readiness at most once per
+    /// [`readiness_interval`](ServerConfig::readiness_interval)) and every group, from
+    /// this one thread.
     pub fn poll(&mut self, now: Nanos) {
         self.control.poll(now);
         for g in &mut self.groups {
