@@ -194,14 +194,24 @@ impl<S: ByteStream> Connection<S> {
                     break Ok(());
                 }
                 Ok(Fill::WouldBlock) => break Ok(()),
-                Ok(Fill::Eof) => break Err((CloseReason::RemoteClosed, false)),
-                Err(e) => break Err((CloseReason::io("read", &e), false)),
+                Ok(Fill::Eof) => break Err((self.gone(CloseReason::RemoteClosed), false)),
+                Err(e) => break Err((self.gone(CloseReason::io("read", &e)), false)),
             }
         };
         if alive {
             self.session.on_received(now);
         }
         result
+    }
+
+    /// The reason for a stream that ended or failed: [`CloseReason::PeerDied`] if the
+    /// session has rings and the peer's lock on the file is gone (its process died),
+    /// else `otherwise`. One system call, on this rare path only.
+    fn gone(&self, otherwise: CloseReason) -> CloseReason {
+        match &self.rings {
+            Some(r) if self.medium == TransportKind::Shm && matches!(r.peer_alive(), Ok(false)) => CloseReason::PeerDied,
+            _ => otherwise,
+        }
     }
 
     /// Bytes wait in the socket that we cannot read yet: the peer is alive.
