@@ -52,7 +52,6 @@ impl<S: ByteStream> Connection<S> {
             return;
         }
         let Some(rings) = self.rings.as_mut() else { return };
-        let mut copied = 0u64;
         let mut fault = None;
         while self.store.next_seq() > self.queue.ring_next {
             let from = self.queue.ring_next.max(self.store.first_unacked());
@@ -87,13 +86,11 @@ impl<S: ByteStream> Connection<S> {
             }
             self.queue.ring_next = seq + 1;
             self.queue.drain = Some(next);
-            copied += 1;
         }
         let published = rings.tx.publish();
         if published > 0 && self.stream.is_some() {
             self.session.on_sent(published);
         }
-        let _ = copied;
         if let Some(reason) = fault {
             self.ring_fault = Some(reason.clone());
             self.fail(reason, true);
@@ -164,18 +161,23 @@ impl<S: ByteStream> Connection<S> {
         self.store.next_seq() >= target
     }
 
-    /// The next message of the inbound ring: copies of messages already consumed are
-    /// released unread; a gap closes the session.
-    pub(crate) fn ring_front(&mut self) -> Option<Msg<'_>> {
+    /// Readies the head of the inbound ring: copies of messages already consumed are
+    /// released unread; a gap closes the session. `Some(())` when the head is the next
+    /// message to deliver (counted once as received). Looks at the ring only when the
+    /// head is not already known to be the next message.
+    #[inline]
+    pub(crate) fn ring_prepare(&mut self) -> Option<()> {
         if self.ring_fault.is_some() {
             return None;
         }
-        // Two passes: releasing stale copies needs the ring mutably, which a message
-        // returned from the same loop would still borrow.
+        let consumed = self.session.seq().consumed();
+        if matches!(self.ring_fronted, Some((seq, _)) if seq == consumed) {
+            return Some(());
+        }
         loop {
             let rings = self.rings.as_mut()?;
-            let seq = match rings.rx.front() {
-                Ok(Some(m)) => m.seq,
+            let (seq, frame_len) = match rings.rx.front() {
+                Ok(Some(m)) => (m.seq, m.frame_len),
                 Ok(None) => return None,
                 Err(e) => {
                     self.ring_failed(ring_reason(&e));
@@ -183,7 +185,11 @@ impl<S: ByteStream> Connection<S> {
                 }
             };
             match self.session.classify(seq) {
-                Inbound::Next => break,
+                Inbound::Next => {
+                    self.session.on_ring_received();
+                    self.ring_fronted = Some((seq, frame_len));
+                    return Some(());
+                }
                 Inbound::Stale => {
                     if let Err(e) = rings.rx.release_stale() {
                         self.ring_failed(ring_reason(&e));
@@ -196,19 +202,21 @@ impl<S: ByteStream> Connection<S> {
                 }
             }
         }
-        let rings = self.rings.as_mut()?;
-        let m = rings.rx.front().ok()??;
-        if self.ring_fronted.map(|(s, _)| s) != Some(m.seq) {
-            self.session.on_ring_received();
-            self.ring_fronted = Some((m.seq, m.frame_len));
-        }
+    }
+
+    /// The next message of the inbound ring, in place (see [`ring_prepare`](Self::ring_prepare)).
+    #[inline]
+    pub(crate) fn ring_front(&mut self) -> Option<Msg<'_>> {
+        self.ring_prepare()?;
+        // The head was just read whole: reading it again cannot fail or change.
+        let m = self.rings.as_mut()?.rx.front().ok()??;
         Some(Msg { msg_type: m.msg_type, seq: m.seq, payload: m.payload })
     }
 
     /// Pops the front message of the inbound ring: replies staged before it are
     /// published first, then the consumed count is stored and the frame released.
     pub(crate) fn ring_pop(&mut self) {
-        if self.ring_fronted.is_none() && self.ring_front().is_none() {
+        if self.ring_prepare().is_none() {
             return;
         }
         let Some((seq, frame_len)) = self.ring_fronted.take() else { return };

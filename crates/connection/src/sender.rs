@@ -90,9 +90,9 @@ impl<S: ByteStream> Connection<S> {
             if !self.receives_from_rings() {
                 return None;
             }
-            // Releases stale copies and counts the message; then borrow it again,
-            // beside the send side.
-            self.ring_front()?;
+            // Releases stale copies and counts the message; then borrow it, beside
+            // the send side.
+            self.ring_prepare()?;
             let to_ring = self.queue.to_ring;
             let behind = self.store_behind();
             let rings = self.rings.as_mut()?;
