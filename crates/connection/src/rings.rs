@@ -26,6 +26,10 @@ impl<S: ByteStream> Connection<S> {
             return true;
         }
         self.next_check = now.saturating_add(self.cfg.check_interval);
+        if let Some(e) = self.rings.as_ref().and_then(|r| r.truncated()) {
+            self.ring_failed(ring_reason(&e));
+            return false;
+        }
         let r = self
             .receive(now)
             .and_then(|()| self.timers(now))
@@ -122,11 +126,13 @@ impl<S: ByteStream> Connection<S> {
         let store = &mut self.store;
         let mut broken = None;
         let walk = rings.tx.for_each(|seq, bytes| {
-            if seq < store.next_seq() {
+            // Copies staged by this walk count: they are published together after it.
+            let needed = store.next_seq() + store.staged();
+            if seq < needed {
                 return true;
             }
-            if seq != store.next_seq() {
-                broken = Some(format!("the ring holds seq {seq} where the queue needs {}", store.next_seq()));
+            if seq != needed {
+                broken = Some(format!("the ring holds seq {seq} where the queue needs {needed}"));
                 return false;
             }
             let h = tcpshm_proto::frame::Header::read(bytes.first_chunk().expect("a whole header"));

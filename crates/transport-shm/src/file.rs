@@ -22,8 +22,10 @@ use tcpshm_ring::var::{self, AttachError, Config, Consumer, Producer};
 const RING_READ_INDEX_OFFSET: usize = 256;
 
 /// The mapping and the locked descriptor.
-/// Field order is drop order: unmap, then close the descriptor (releasing the lock).
+/// Field order is drop order: unregister the mapping from the truncation guard, unmap,
+/// then close the descriptor (releasing the lock).
 pub(crate) struct FileInner {
+    pub(crate) guard: crate::guard::Mapping,
     pub(crate) map: MmapRaw,
     pub(crate) file: File,
     pub(crate) path: PathBuf,
@@ -433,7 +435,8 @@ fn open_existing(
         }
         let ends = attach_ends(&map, &geo, side, &path)?;
         cb.pid(side).store(my_pid(), Ordering::Release);
-        let inner = FileInner { map, file, path, side, server: *server, client: *client, geo };
+        let guard = crate::guard::Mapping::register(map.as_mut_ptr(), geo.file_len);
+        let inner = FileInner { guard, map, file, path, side, server: *server, client: *client, geo };
         return Ok(ShmFile { ends, inner: Arc::new(inner) });
     }
     Err(ShmError::Unstable(path))
@@ -553,6 +556,7 @@ fn create_named(
     // SAFETY: as in `FileInner::control`.
     let cb = unsafe { ControlBlock::new(map.as_mut_ptr()) };
     cb.pid(Side::Server).store(my_pid(), Ordering::Release);
-    let inner = FileInner { map, file, path, side: Side::Server, server: *server, client: *client, geo };
+    let guard = crate::guard::Mapping::register(map.as_mut_ptr(), geo.file_len);
+    let inner = FileInner { guard, map, file, path, side: Side::Server, server: *server, client: *client, geo };
     Ok(Some(ShmFile { ends, inner: Arc::new(inner) }))
 }

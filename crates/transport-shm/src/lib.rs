@@ -62,12 +62,20 @@
 //! wire frames with their session `seq`; each ring's consumed count (in the control
 //! block) is its receiver's commit point and its sender's acknowledgement.
 //!
+//! ## Truncation
+//!
+//! A process of the same user can truncate a file under a live mapping (file
+//! permissions keep other users out; nothing keeps the same user out); the next access
+//! to a lost page is a `SIGBUS`, which would end the whole process. A `SIGBUS` handler,
+//! installed once when the first file is mapped, turns a fault inside a connection
+//! file's mapping into a page of zeros and a mark on that file ([`Rings::truncated`]):
+//! the session closes with a typed reason, the process and its other sessions go on.
+//! A fault anywhere else goes to the handler installed before, or the default action.
+//!
 //! ## Limits
 //!
 //! * Linux only (OFD locks, `renameat2`, tmpfs).
-//! * A process of the same user can truncate the file under a live mapping; the
-//!   next access to the lost pages is a SIGBUS. File permissions keep other users
-//!   out; nothing can keep the same user out.
+//! * The truncation guard covers up to 65,536 mapped files at once.
 //!
 //! ```
 //! use tcpshm_proto::Name;
@@ -90,6 +98,7 @@
 mod dir;
 mod error;
 mod file;
+mod guard;
 pub mod layout;
 mod lock;
 mod rings;

@@ -231,6 +231,17 @@ impl Rings {
     pub fn peer_alive(&self) -> Result<bool, ShmError> {
         self.file.peer_alive().map_err(|e| ShmError::io("fcntl(F_OFD_GETLK)", &self.file.path, e))
     }
+
+    /// `Some(error)` if a page of the file was lost under the mapping (another process
+    /// truncated it; see the crate's docs on truncation): the rings cannot be trusted
+    /// any more, and the file needs a reset. One atomic load.
+    #[inline]
+    pub fn truncated(&self) -> Option<RingError> {
+        self.file
+            .guard
+            .truncated()
+            .then(|| bad_frame(&self.file.path, self.tx.direction, "the file was truncated under its mapping"))
+    }
 }
 
 impl RingTx {

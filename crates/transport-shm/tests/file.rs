@@ -474,3 +474,39 @@ fn concurrent_creators_one_wins_nobody_misreads() {
     assert_eq!(t.files().len(), 20, "no temporary file left behind");
     let _ = c;
 }
+
+/// A same-user process truncates a live file: the next accesses to the lost pages do
+/// not end the process (no SIGBUS death); they read zeros, the rings report errors,
+/// and `truncated()` names it. Another file's rings keep working.
+#[test]
+fn truncation_under_a_live_mapping_is_a_typed_error_not_a_sigbus() {
+    let t = TestDir::new("truncate");
+    let (s, c, other) = (name("S"), name("C"), name("D"));
+    let mut srv = Rings::new(ShmFile::create_or_open(&t.dir, &s, &c, CAPS).unwrap());
+    let mut cli = Rings::new(ShmFile::open(&t.dir, &s, &c).unwrap());
+    let mut ok_srv = Rings::new(ShmFile::create_or_open(&t.dir, &s, &other, CAPS).unwrap());
+    cli.tx.alloc(3).unwrap().unwrap().copy_from_slice(b"abc");
+    cli.tx.push_more(1, 0, 0).unwrap();
+    cli.tx.publish();
+    assert!(srv.truncated().is_none());
+    // Another process would do this; a second descriptor of ours is the same to the kernel.
+    let f = OpenOptions::new().write(true).open(t.dir.path(&s, &c)).unwrap();
+    f.set_len(4096).unwrap();
+    // Reads and writes of the lost pages: errors (or nothing), never a signal death.
+    let front = srv.rx.front().map(|m| m.map(|m| m.payload.to_vec()));
+    assert!(front.is_err() || front.as_ref().is_ok_and(|m| m.is_none()), "{front:?}");
+    if let Ok(Some(buf)) = cli.tx.alloc(8) {
+        buf.fill(9);
+        let _ = cli.tx.push_more(1, 1, 0);
+        cli.tx.publish();
+    }
+    assert!(srv.truncated().is_some(), "the server's mapping is marked");
+    assert!(cli.truncated().is_some(), "the client's mapping is marked");
+    let e = srv.truncated().unwrap().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    // The other file is untouched.
+    assert!(ok_srv.truncated().is_none());
+    ok_srv.tx.alloc(1).unwrap().unwrap();
+    ok_srv.tx.push_more(1, 0, 0).unwrap();
+    assert_eq!(ok_srv.tx.publish(), 1);
+}
