@@ -488,9 +488,10 @@ impl<S: ByteStream> Connection<S> {
             self.session.on_push();
             self.queue.ring_next = seq + 1;
             if publish {
-                r.tx.publish();
+                // Also what `push_more` staged before this push.
+                let n = r.tx.publish();
                 if self.stream.is_some() {
-                    self.session.on_sent(1);
+                    self.session.on_sent(n);
                 }
             }
             return Ok(());

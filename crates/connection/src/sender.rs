@@ -71,9 +71,10 @@ impl Sender<'_> {
                 tx.push_more(msg_type, seq, ack).map_err(ring_send_error)?;
                 self.session.on_push();
                 **ring_next = seq + 1;
-                tx.publish();
+                // Also what the connection's `push_more` staged before this push.
+                let n = tx.publish();
                 if *linked {
-                    self.session.on_sent(1);
+                    self.session.on_sent(n);
                 }
             }
         }
