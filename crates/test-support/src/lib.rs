@@ -11,13 +11,21 @@
 //! * [`alloc::Counting`]: a counting global allocator for "no allocation per
 //!   message" tests;
 //! * [`child`]: re-executing the test binary as a child process in a role;
+//! * [`shared`]: counters shared with child processes (progress a killed child
+//!   leaves behind);
+//! * [`net`]: socket pairs (also with small kernel buffers) and a raw peer that
+//!   speaks frames by hand;
+//! * [`strace`]: counting a piece of code's system calls, per thread;
 //! * [`skip`]: skipping a test that cannot run here, recorded so the gate reports
 //!   it — and fails where the test must run (`TCPSHM_REQUIRE_ALL=1`);
 //! * [`Rng`]: the kit's deterministic generator.
 
 pub mod alloc;
 pub mod child;
+pub mod net;
+pub mod shared;
 pub mod skip;
+pub mod strace;
 mod temp;
 mod wait;
 
