@@ -4,15 +4,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     /// Counting is on for this thread only (the test harness's other threads may
     /// allocate whenever they like).
     static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// This thread's count: tests running in parallel, each counting its own
+    /// thread, never see each other's allocations.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// The counting allocator (forwards everything to the system allocator).
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +20,7 @@ pub struct Counting;
 
 fn note() {
     if ARMED.with(|a| a.get()) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -32,16 +32,15 @@ fn note() {
 /// assert_eq!((n, v), (0, 2));
 /// ```
 pub fn count<T>(f: impl FnOnce() -> T) -> (u64, T) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     ARMED.with(|a| a.set(true));
     let out = f();
     ARMED.with(|a| a.set(false));
-    (ALLOCATIONS.load(Ordering::Relaxed) - before, out)
+    (ALLOCATIONS.with(Cell::get) - before, out)
 }
 
 // SAFETY: every call forwards to the system allocator with the caller's arguments;
-// the counting touches only a const-initialised thread-local and an atomic, neither
-// of which allocates.
+// the counting touches only const-initialised thread-locals, which do not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
