@@ -5,7 +5,7 @@ use tcpshm_proto::close::{CloseCode, CloseFrame};
 use tcpshm_proto::decode::{frame_limit, MAX_CONTROL_FRAME_LEN, MAX_CONTROL_LEN};
 use tcpshm_proto::encode::{self, encode_control, encode_frame, encode_frame_with};
 use tcpshm_proto::frame::{frame_len, msg_type, Header, HEADER_LEN};
-use tcpshm_proto::login::{self, LoginReply, LoginRequest, LoginStatus, TransportKind};
+use tcpshm_proto::login::{self, Limits, LoginReply, LoginRequest, LoginStatus, SessionNumbers, TransportKind};
 use tcpshm_proto::session::SeqRange;
 use tcpshm_proto::{decode, Control, Decoded, EncodeError, FrameError, FrameKind, Name};
 
@@ -38,9 +38,9 @@ fn request() -> LoginRequest<'static> {
         client: Name::new("client-1").unwrap(),
         last_server: Some(Name::new("Server20180714").unwrap()),
         transport: TransportKind::Shm,
-        consumed: 5,
-        send_range: SeqRange::new(2, 9).unwrap(),
-        queue_capacity: 1 << 20,
+        numbers: SessionNumbers { consumed: 5, seen: 8, send_range: SeqRange::new(2, 9).unwrap() },
+        limits: Limits { max_message: 1 << 16, queue_capacity: 1 << 20 },
+        largest_queued: 300,
         credential: b"\x00\xffsecret",
     }
 }
@@ -49,9 +49,9 @@ fn reply() -> LoginReply<'static> {
     LoginReply {
         status: LoginStatus::Ok,
         server: Name::new("Server20180714").unwrap(),
-        consumed: 2,
-        send_range: SeqRange::new(5, 11).unwrap(),
-        queue_capacity: 4096,
+        numbers: SessionNumbers { consumed: 2, seen: 2, send_range: SeqRange::new(5, 11).unwrap() },
+        limits: Limits { max_message: 4096, queue_capacity: 4096 },
+        shm_file_id: 0x0123_4567_89AB_CDEF,
         text: "welcome",
     }
 }

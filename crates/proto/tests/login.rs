@@ -1,22 +1,24 @@
-//! Login request/reply and close frame: the pinned layouts, every parse error, the
-//! encoder's bounds.
+//! Login request/reply and close frame: the pinned layouts (protocol version 2, as
+//! the tables in `login`'s module docs say), every parse error, the encoder's bounds.
 
 use tcpshm_proto::close::{self, CloseCode, CloseFrame, CloseParseError, TextBuf};
 use tcpshm_proto::login::{
-    LoginParseError, LoginReply, LoginRequest, LoginStatus, NameField, TransportKind, FIXED_LEN, MAGIC, MAX_REPLY_LEN,
-    MAX_REQUEST_LEN, VERSION,
+    Limits, LoginParseError, LoginReply, LoginRequest, LoginStatus, NameField, SessionNumbers, TransportKind, MAGIC,
+    MAX_REPLY_LEN, MAX_REQUEST_LEN, REPLY_FIXED_LEN, REQUEST_FIXED_LEN, VERSION,
 };
 use tcpshm_proto::session::SeqRange;
-use tcpshm_proto::{CloseReason, EncodeError, Name, NameError};
+use tcpshm_proto::{CloseReason, EncodeError, Fault, Name, NameError};
 
+/// A request whose every number differs from every other, so a field read at the
+/// wrong offset shows.
 fn request() -> LoginRequest<'static> {
     LoginRequest {
         client: Name::new("cli").unwrap(),
         last_server: Some(Name::new("srv").unwrap()),
         transport: TransportKind::Shm,
-        consumed: 0x0102,
-        send_range: SeqRange::new(3, 4).unwrap(),
-        queue_capacity: 0x8000,
+        numbers: SessionNumbers { consumed: 0x0102, seen: 0x0304, send_range: SeqRange::new(3, 4).unwrap() },
+        limits: Limits { max_message: 0x0506_0708, queue_capacity: 0x8000 },
+        largest_queued: 0x090A,
         credential: b"pw",
     }
 }
@@ -25,9 +27,9 @@ fn reply() -> LoginReply<'static> {
     LoginReply {
         status: LoginStatus::Rejected,
         server: Name::new("srv").unwrap(),
-        consumed: 7,
-        send_range: SeqRange::new(1, 2).unwrap(),
-        queue_capacity: 0,
+        numbers: SessionNumbers { consumed: 7, seen: 8, send_range: SeqRange::new(1, 2).unwrap() },
+        limits: Limits { max_message: 0x0B0C, queue_capacity: 0x0D0E_0F10 },
+        shm_file_id: 0x1112_1314_1516_1718,
         text: "no",
     }
 }
@@ -48,57 +50,177 @@ fn enc_rep(r: &LoginReply<'_>) -> Vec<u8> {
     b
 }
 
+/// Request offsets (the table in `login`'s docs): name lengths and variable parts.
+const REQ_CLIENT_LEN: usize = 7;
+const REQ_CRED_LEN: usize = 56;
+const REQ_LAST_LEN: usize = 58;
+const REQ_RESERVED: usize = 59;
+/// Reply offsets.
+const REP_TEXT_LEN: usize = 64;
+const REP_SERVER_LEN: usize = 66;
+
 #[test]
 fn request_layout_is_pinned() {
     let mut want = Vec::new();
-    want.extend(b"TSHM");
-    want.extend(1u16.to_le_bytes());
-    want.extend([1, 3]); // transport SHM, client name length
-    want.extend(0x0102u64.to_le_bytes());
-    want.extend(3u64.to_le_bytes());
-    want.extend(4u64.to_le_bytes());
-    want.extend(0x8000u64.to_le_bytes());
-    want.extend(2u16.to_le_bytes()); // credential length
-    want.push(3); // last server name length
-    assert_eq!(want.len(), FIXED_LEN);
-    want.extend(b"clisrvpw");
+    want.extend(b"TSHM"); // 0: magic
+    want.extend(2u16.to_le_bytes()); // 4: version
+    want.extend([1, 3]); // 6: transport SHM, 7: client name length
+    want.extend(0x0102u64.to_le_bytes()); // 8: consumed
+    want.extend(0x0304u64.to_le_bytes()); // 16: seen
+    want.extend(3u64.to_le_bytes()); // 24: first unacked
+    want.extend(4u64.to_le_bytes()); // 32: next seq
+    want.extend(0x8000u64.to_le_bytes()); // 40: queue capacity
+    want.extend(0x0506_0708u32.to_le_bytes()); // 48: max message
+    want.extend(0x090Au32.to_le_bytes()); // 52: largest queued
+    want.extend(2u16.to_le_bytes()); // 56: credential length
+    want.push(3); // 58: last server name length
+    want.push(0); // 59: reserved
+    assert_eq!(want.len(), REQUEST_FIXED_LEN);
+    assert_eq!(REQUEST_FIXED_LEN, 60);
+    want.extend(b"clisrvpw"); // 60: client, last server, credential
     assert_eq!(enc_req(&request()), want);
+    assert_eq!(LoginRequest::parse(&want), Ok(request()));
     assert_eq!(MAGIC, u32::from_le_bytes(*b"TSHM"));
-    assert_eq!(VERSION, 1);
+    assert_eq!(VERSION, 2);
+    assert_eq!(MAX_REQUEST_LEN, 60 + 64 + 64 + 256);
 }
 
 #[test]
 fn reply_layout_is_pinned() {
     let mut want = Vec::new();
-    want.extend(b"TSHM");
-    want.extend(1u16.to_le_bytes());
-    want.extend(4u16.to_le_bytes()); // Rejected
-    want.extend(7u64.to_le_bytes());
-    want.extend(1u64.to_le_bytes());
-    want.extend(2u64.to_le_bytes());
-    want.extend(0u64.to_le_bytes());
-    want.extend(2u16.to_le_bytes()); // text length
-    want.push(3); // server name length
-    want.extend(b"srvno");
+    want.extend(b"TSHM"); // 0: magic
+    want.extend(2u16.to_le_bytes()); // 4: version
+    want.extend(4u16.to_le_bytes()); // 6: status Rejected
+    want.extend(7u64.to_le_bytes()); // 8: consumed
+    want.extend(8u64.to_le_bytes()); // 16: seen
+    want.extend(1u64.to_le_bytes()); // 24: first unacked
+    want.extend(2u64.to_le_bytes()); // 32: next seq
+    want.extend(0x0D0E_0F10u64.to_le_bytes()); // 40: queue capacity
+    want.extend(0x0B0Cu32.to_le_bytes()); // 48: max message
+    want.extend([0; 4]); // 52: reserved
+    want.extend(0x1112_1314_1516_1718u64.to_le_bytes()); // 56: shm file id
+    want.extend(2u16.to_le_bytes()); // 64: text length
+    want.push(3); // 66: server name length
+    want.push(0); // 67: reserved
+    assert_eq!(want.len(), REPLY_FIXED_LEN);
+    assert_eq!(REPLY_FIXED_LEN, 68);
+    want.extend(b"srvno"); // 68: server name, text
     assert_eq!(enc_rep(&reply()), want);
+    assert_eq!(LoginReply::parse(&want), Ok(reply()));
+    assert_eq!(MAX_REPLY_LEN, 68 + 64 + 256);
+}
+
+/// Writes `v` (little-endian, its width) at `at`.
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// Each number of the request read from its own offset: a new value written there
+/// changes that field and no other.
+#[test]
+fn every_request_field_is_read_at_its_offset() {
+    type Change = fn(&mut LoginRequest<'static>);
+    let cases: [(usize, Vec<u8>, Change); 7] = [
+        (8, 0x0300u64.to_le_bytes().to_vec(), |r| r.numbers.consumed = 0x0300),
+        (16, 0xFFFF_FFFF_FFFFu64.to_le_bytes().to_vec(), |r| r.numbers.seen = 0xFFFF_FFFF_FFFF),
+        (24, 4u64.to_le_bytes().to_vec(), |r| r.numbers.send_range = SeqRange::new(4, 4).unwrap()),
+        (32, u64::MAX.to_le_bytes().to_vec(), |r| r.numbers.send_range = SeqRange::new(3, u64::MAX).unwrap()),
+        (40, u64::MAX.to_le_bytes().to_vec(), |r| r.limits.queue_capacity = u64::MAX),
+        (48, 0u32.to_le_bytes().to_vec(), |r| r.limits.max_message = 0),
+        (52, u32::MAX.to_le_bytes().to_vec(), |r| r.largest_queued = u32::MAX),
+    ];
+    for (at, bytes, change) in cases {
+        let mut b = enc_req(&request());
+        put(&mut b, at, &bytes);
+        let mut want = request();
+        change(&mut want);
+        assert_eq!(LoginRequest::parse(&b), Ok(want), "field at offset {at}");
+        assert_eq!(enc_req(&want), b, "field at offset {at}");
+    }
+    let mut b = enc_req(&request());
+    b[6] = 0;
+    assert_eq!(LoginRequest::parse(&b), Ok(LoginRequest { transport: TransportKind::Tcp, ..request() }));
+}
+
+#[test]
+fn every_reply_field_is_read_at_its_offset() {
+    type Change = fn(&mut LoginReply<'static>);
+    let cases: [(usize, Vec<u8>, Change); 8] = [
+        (6, 11u16.to_le_bytes().to_vec(), |r| r.status = LoginStatus::LimitExceeded),
+        (8, 8u64.to_le_bytes().to_vec(), |r| r.numbers.consumed = 8),
+        (16, u64::MAX.to_le_bytes().to_vec(), |r| r.numbers.seen = u64::MAX),
+        (24, 0u64.to_le_bytes().to_vec(), |r| r.numbers.send_range = SeqRange::new(0, 2).unwrap()),
+        (32, 1u64.to_le_bytes().to_vec(), |r| r.numbers.send_range = SeqRange::new(1, 1).unwrap()),
+        (40, 0u64.to_le_bytes().to_vec(), |r| r.limits.queue_capacity = 0),
+        (48, u32::MAX.to_le_bytes().to_vec(), |r| r.limits.max_message = u32::MAX),
+        (56, 0u64.to_le_bytes().to_vec(), |r| r.shm_file_id = 0),
+    ];
+    for (at, bytes, change) in cases {
+        let mut b = enc_rep(&reply());
+        put(&mut b, at, &bytes);
+        let mut want = reply();
+        change(&mut want);
+        assert_eq!(LoginReply::parse(&b), Ok(want), "field at offset {at}");
+        assert_eq!(enc_rep(&want), b, "field at offset {at}");
+    }
 }
 
 #[test]
 fn round_trips_at_the_limits() {
     let long = Name::new(&"n".repeat(64)).unwrap();
     let cred = [0xA5u8; 256];
-    let r = LoginRequest { client: long, last_server: Some(long), credential: &cred, ..request() };
+    let max =
+        SessionNumbers { consumed: u64::MAX, seen: u64::MAX, send_range: SeqRange::new(u64::MAX, u64::MAX).unwrap() };
+    let limits = Limits { max_message: u32::MAX, queue_capacity: u64::MAX };
+    let r = LoginRequest {
+        client: long,
+        last_server: Some(long),
+        credential: &cred,
+        numbers: max,
+        limits,
+        largest_queued: u32::MAX,
+        ..request()
+    };
     let b = enc_req(&r);
     assert_eq!(b.len(), MAX_REQUEST_LEN);
     assert_eq!(LoginRequest::parse(&b), Ok(r));
-    let r = LoginRequest { last_server: None, credential: b"", transport: TransportKind::Tcp, ..request() };
-    assert_eq!(LoginRequest::parse(&enc_req(&r)), Ok(r));
+    // A fresh client: no last server, no credential, zero numbers and limits.
+    let r = LoginRequest {
+        last_server: None,
+        credential: b"",
+        transport: TransportKind::Tcp,
+        numbers: SessionNumbers::default(),
+        limits: Limits::default(),
+        largest_queued: 0,
+        ..request()
+    };
+    let b = enc_req(&r);
+    assert_eq!(b.len(), REQUEST_FIXED_LEN + 3);
+    assert_eq!(LoginRequest::parse(&b), Ok(r));
 
     let text = "é".repeat(128);
-    let p = LoginReply { server: long, text: &text, status: LoginStatus::Ok, ..reply() };
+    let p =
+        LoginReply { server: long, text: &text, status: LoginStatus::Ok, numbers: max, limits, shm_file_id: u64::MAX };
     let b = enc_rep(&p);
     assert_eq!(b.len(), MAX_REPLY_LEN);
     assert_eq!(LoginReply::parse(&b), Ok(p));
+}
+
+#[test]
+fn a_refusal_carries_zero_numbers() {
+    let r = LoginReply::refusal(LoginStatus::LimitExceeded, Name::new("srv").unwrap(), "too big");
+    assert_eq!(
+        (r.numbers, r.limits, r.shm_file_id, r.text),
+        (SessionNumbers::default(), Limits::default(), 0, "too big")
+    );
+    let b = enc_rep(&r);
+    assert!(b[8..REPLY_FIXED_LEN - 4].iter().all(|&x| x == 0), "numbers, limits and file id are zero");
+    assert_eq!(LoginReply::parse(&b), Ok(r));
+    // The text is cut to the field's bound at a character boundary.
+    let long = "é".repeat(200);
+    let r = LoginReply::refusal(LoginStatus::Rejected, Name::new("srv").unwrap(), &long);
+    assert_eq!(r.text.len(), 256);
+    assert_eq!(LoginReply::parse(&enc_rep(&r)).unwrap().text, r.text);
 }
 
 #[test]
@@ -116,11 +238,23 @@ fn every_status_round_trips() {
 }
 
 #[test]
+fn limit_exceeded_is_the_newest_status() {
+    assert_eq!(LoginStatus::LimitExceeded.code(), 11);
+    assert_eq!(LoginStatus::ALL.len(), 12);
+    assert_eq!(LoginStatus::from_code(11), Some(LoginStatus::LimitExceeded));
+    assert!(!LoginStatus::LimitExceeded.is_ok());
+    assert!(LoginStatus::LimitExceeded.to_string().contains("limit"));
+    let mut b = enc_rep(&reply());
+    put(&mut b, 6, &11u16.to_le_bytes());
+    assert_eq!(LoginReply::parse(&b).unwrap().status, LoginStatus::LimitExceeded);
+}
+
+#[test]
 fn truncated() {
     let b = enc_req(&request());
     assert_eq!(LoginRequest::parse(&[]), Err(LoginParseError::Truncated { need: 4, have: 0 }));
     assert_eq!(LoginRequest::parse(&b[..5]), Err(LoginParseError::Truncated { need: 6, have: 5 }));
-    assert_eq!(LoginRequest::parse(&b[..42]), Err(LoginParseError::Truncated { need: 43, have: 42 }));
+    assert_eq!(LoginRequest::parse(&b[..59]), Err(LoginParseError::Truncated { need: 60, have: 59 }));
     assert_eq!(
         LoginRequest::parse(&b[..b.len() - 1]),
         Err(LoginParseError::Truncated { need: b.len(), have: b.len() - 1 })
@@ -129,6 +263,7 @@ fn truncated() {
         assert!(matches!(LoginRequest::parse(&b[..cut]), Err(LoginParseError::Truncated { .. })), "cut {cut}");
     }
     let b = enc_rep(&reply());
+    assert_eq!(LoginReply::parse(&b[..67]), Err(LoginParseError::Truncated { need: 68, have: 67 }));
     for cut in 0..b.len() {
         assert!(matches!(LoginReply::parse(&b[..cut]), Err(LoginParseError::Truncated { .. })), "cut {cut}");
     }
@@ -142,10 +277,10 @@ fn bad_magic_and_version_are_checked_first() {
     assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::BadMagic(magic)));
     assert_eq!(LoginRequest::parse(&b[..4]), Err(LoginParseError::BadMagic(magic)));
     let mut b = enc_req(&request());
-    b[4..6].copy_from_slice(&2u16.to_le_bytes());
-    // A version-2 request of any length is reported as such, not as malformed.
-    assert_eq!(LoginRequest::parse(&b[..6]), Err(LoginParseError::BadVersion { found: 2 }));
-    assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::BadVersion { found: 2 }));
+    b[4..6].copy_from_slice(&3u16.to_le_bytes());
+    // A request of another version, of any length, is reported as such, not as malformed.
+    assert_eq!(LoginRequest::parse(&b[..6]), Err(LoginParseError::BadVersion { found: 3 }));
+    assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::BadVersion { found: 3 }));
     let mut b = enc_rep(&reply());
     b[4..6].copy_from_slice(&0u16.to_le_bytes());
     assert_eq!(LoginReply::parse(&b), Err(LoginParseError::BadVersion { found: 0 }));
@@ -153,14 +288,35 @@ fn bad_magic_and_version_are_checked_first() {
     assert!(matches!(LoginReply::parse(&b), Err(LoginParseError::BadMagic(_))));
 }
 
+/// A version-1 peer (43-byte request, 41-byte reply) is told its version, not
+/// misread as a truncated or malformed version-2 login.
+#[test]
+fn a_version_1_login_is_refused_as_such() {
+    // The version-1 request of `request-fresh` before the layout changed.
+    let mut v1 = Vec::new();
+    v1.extend(b"TSHM");
+    v1.extend(1u16.to_le_bytes());
+    v1.extend([0, 8]);
+    v1.extend([0u8; 32]);
+    v1.extend(0u16.to_le_bytes());
+    v1.push(0);
+    v1.extend(b"client-1");
+    let e = LoginRequest::parse(&v1).unwrap_err();
+    assert_eq!(e, LoginParseError::BadVersion { found: 1 });
+    assert_eq!(e.refusal(), LoginStatus::BadVersion);
+    assert_eq!(LoginReply::parse(&v1), Err(LoginParseError::BadVersion { found: 1 }));
+}
+
 #[test]
 fn unknown_transport_and_status() {
     let mut b = enc_req(&request());
     b[6] = 2;
     assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::UnknownTransport(2)));
+    b[6] = 0xFF;
+    assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::UnknownTransport(0xFF)));
     let mut b = enc_rep(&reply());
-    b[6..8].copy_from_slice(&11u16.to_le_bytes());
-    assert_eq!(LoginReply::parse(&b), Err(LoginParseError::UnknownStatus(11)));
+    b[6..8].copy_from_slice(&12u16.to_le_bytes());
+    assert_eq!(LoginReply::parse(&b), Err(LoginParseError::UnknownStatus(12)));
     b[6..8].copy_from_slice(&u16::MAX.to_le_bytes());
     assert_eq!(LoginReply::parse(&b), Err(LoginParseError::UnknownStatus(u16::MAX)));
 }
@@ -168,44 +324,55 @@ fn unknown_transport_and_status() {
 #[test]
 fn bad_names() {
     let bad = |field, error| Some(LoginParseError::BadName { field, error });
+    let client = REQUEST_FIXED_LEN..REQUEST_FIXED_LEN + 3;
     // Client name length 0.
     let mut b = enc_req(&request());
-    b[7] = 0;
-    b.drain(43..46);
+    b[REQ_CLIENT_LEN] = 0;
+    b.drain(client.clone());
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::Client, NameError::Empty));
     // Client name length 65 is refused before the bytes are even looked at.
     let mut b = enc_req(&request());
-    b[7] = 65;
+    b[REQ_CLIENT_LEN] = 65;
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::Client, NameError::TooLong(65)));
+    b[REQ_CLIENT_LEN] = 0xFF;
+    assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::Client, NameError::TooLong(255)));
     // A path-traversal attempt in the client name.
     let mut b = enc_req(&request());
-    b[43..46].copy_from_slice(b"../");
+    b[client.clone()].copy_from_slice(b"../");
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::Client, NameError::LeadingDot));
-    b[43..46].copy_from_slice(b"a/b");
+    b[client].copy_from_slice(b"a/b");
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::Client, NameError::BadByte { pos: 1, byte: b'/' }));
     // Last server name.
     let mut b = enc_req(&request());
-    b[46] = b'.';
+    b[REQUEST_FIXED_LEN + 3] = b'.';
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::LastServer, NameError::LeadingDot));
     let mut b = enc_req(&request());
-    b[42] = 200;
+    b[REQ_LAST_LEN] = 200;
     assert_eq!(LoginRequest::parse(&b).err(), bad(NameField::LastServer, NameError::TooLong(200)));
+    // Last server name length 0 is "none": the bytes that were its name are then
+    // the credential's, one too many.
+    let mut b = enc_req(&request());
+    b[REQ_LAST_LEN] = 0;
+    assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::TrailingBytes(3)));
     // Reply server name.
     let mut b = enc_rep(&reply());
-    b[42] = 0;
+    b[REP_SERVER_LEN] = 0;
     assert_eq!(LoginReply::parse(&b[..b.len() - 3]).err(), bad(NameField::Server, NameError::Empty));
     let mut b = enc_rep(&reply());
-    b[44] = 0;
+    b[REP_SERVER_LEN] = 65;
+    assert_eq!(LoginReply::parse(&b).err(), bad(NameField::Server, NameError::TooLong(65)));
+    let mut b = enc_rep(&reply());
+    b[REPLY_FIXED_LEN + 1] = 0;
     assert_eq!(LoginReply::parse(&b).err(), bad(NameField::Server, NameError::BadByte { pos: 1, byte: 0 }));
 }
 
 #[test]
 fn bounded_fields() {
     let mut b = enc_req(&request());
-    b[40..42].copy_from_slice(&257u16.to_le_bytes());
+    b[REQ_CRED_LEN..REQ_CRED_LEN + 2].copy_from_slice(&257u16.to_le_bytes());
     assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::CredentialTooLong(257)));
     let mut b = enc_rep(&reply());
-    b[40..42].copy_from_slice(&u16::MAX.to_le_bytes());
+    b[REP_TEXT_LEN..REP_TEXT_LEN + 2].copy_from_slice(&u16::MAX.to_le_bytes());
     assert_eq!(LoginReply::parse(&b), Err(LoginParseError::TextTooLong(65535)));
     let mut b = enc_rep(&reply());
     let last = b.len() - 1;
@@ -216,11 +383,69 @@ fn bounded_fields() {
 #[test]
 fn inverted_range() {
     let mut b = enc_req(&request());
-    b[16..24].copy_from_slice(&5u64.to_le_bytes());
+    b[24..32].copy_from_slice(&5u64.to_le_bytes());
     assert_eq!(LoginRequest::parse(&b), Err(LoginParseError::InvertedRange { first_unacked: 5, next: 4 }));
     let mut b = enc_rep(&reply());
-    b[24..32].copy_from_slice(&0u64.to_le_bytes());
+    b[32..40].copy_from_slice(&0u64.to_le_bytes());
     assert_eq!(LoginReply::parse(&b), Err(LoginParseError::InvertedRange { first_unacked: 1, next: 0 }));
+}
+
+#[test]
+fn seen_below_consumed_is_refused() {
+    // Equal is fine (nothing held beyond what was consumed).
+    let mut b = enc_req(&request());
+    b[16..24].copy_from_slice(&0x0102u64.to_le_bytes());
+    assert_eq!(LoginRequest::parse(&b).unwrap().numbers.seen, 0x0102);
+    b[16..24].copy_from_slice(&0x0101u64.to_le_bytes());
+    let e = LoginRequest::parse(&b).unwrap_err();
+    assert_eq!(e, LoginParseError::SeenBelowConsumed { consumed: 0x0102, seen: 0x0101 });
+    assert_eq!(e.refusal(), LoginStatus::Malformed);
+    let mut b = enc_rep(&reply());
+    b[16..24].copy_from_slice(&0u64.to_le_bytes());
+    assert_eq!(LoginReply::parse(&b), Err(LoginParseError::SeenBelowConsumed { consumed: 7, seen: 0 }));
+    b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    b[16..24].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+    assert_eq!(
+        LoginReply::parse(&b),
+        Err(LoginParseError::SeenBelowConsumed { consumed: u64::MAX, seen: u64::MAX - 1 })
+    );
+}
+
+#[test]
+fn reserved_bytes_must_be_zero() {
+    for bit in 0..8 {
+        let mut b = enc_req(&request());
+        b[REQ_RESERVED] = 1 << bit;
+        let e = LoginRequest::parse(&b).unwrap_err();
+        assert_eq!(e, LoginParseError::Reserved(REQ_RESERVED));
+        assert_eq!(e.refusal(), LoginStatus::Malformed);
+    }
+    for at in [52, 53, 54, 55, 67] {
+        let mut b = enc_rep(&reply());
+        b[at] = 0x80;
+        assert_eq!(LoginReply::parse(&b), Err(LoginParseError::Reserved(at)), "offset {at}");
+    }
+    // The first non-zero one is named.
+    let mut b = enc_rep(&reply());
+    b[54] = 1;
+    b[67] = 1;
+    assert_eq!(LoginReply::parse(&b), Err(LoginParseError::Reserved(54)));
+    // No other byte of the fixed parts is reserved: each non-zero value either parses
+    // or is refused for what it means, never as reserved.
+    for at in 0..REQUEST_FIXED_LEN {
+        let mut b = enc_req(&request());
+        b[at] ^= 0x10;
+        if at != REQ_RESERVED {
+            assert!(!matches!(LoginRequest::parse(&b), Err(LoginParseError::Reserved(_))), "request offset {at}");
+        }
+    }
+    for at in 0..REPLY_FIXED_LEN {
+        let mut b = enc_rep(&reply());
+        b[at] ^= 0x10;
+        if !(52..56).contains(&at) && at != 67 {
+            assert!(!matches!(LoginReply::parse(&b), Err(LoginParseError::Reserved(_))), "reply offset {at}");
+        }
+    }
 }
 
 #[test]
@@ -248,11 +473,15 @@ fn refusals_for_parse_errors() {
         (E::TextNotUtf8 { valid_up_to: 0 }, LoginStatus::Malformed),
         (E::InvertedRange { first_unacked: 1, next: 0 }, LoginStatus::Malformed),
         (E::TrailingBytes(1), LoginStatus::Malformed),
+        (E::SeenBelowConsumed { consumed: 2, seen: 1 }, LoginStatus::Malformed),
+        (E::Reserved(59), LoginStatus::Malformed),
     ];
     for (e, s) in cases {
         assert_eq!(e.refusal(), s, "{e}");
         assert!(!e.to_string().is_empty());
     }
+    assert_eq!(E::Reserved(59).to_string(), "reserved byte at offset 59 is not zero");
+    assert_eq!(E::SeenBelowConsumed { consumed: 2, seen: 1 }.to_string(), "seen count 1 is below the consumed count 2");
 }
 
 #[test]
@@ -262,7 +491,8 @@ fn encoder_bounds() {
     let mut b = [0u8; 1024];
     assert_eq!(r.encode(&mut b), Err(EncodeError::FieldTooLong { field: "credential", len: 257, max: 256 }));
     let mut small = [0u8; 10];
-    assert_eq!(request().encode(&mut small), Err(EncodeError::BufferTooSmall { need: 51, have: 10 }));
+    assert_eq!(request().encode(&mut small), Err(EncodeError::BufferTooSmall { need: 68, have: 10 }));
+    assert_eq!(reply().encode(&mut small), Err(EncodeError::BufferTooSmall { need: 73, have: 10 }));
     let text = "x".repeat(257);
     let r = LoginReply { text: &text, ..reply() };
     assert_eq!(r.encode(&mut b), Err(EncodeError::FieldTooLong { field: "text", len: 257, max: 256 }));
@@ -309,8 +539,9 @@ fn close_reasons_map_to_codes_and_back() {
         (CloseReason::Protocol(tcpshm_proto::ProtocolError::AckBeyondSent { ack: 5, sent: 2 }), CloseCode::PROTOCOL),
         (CloseReason::Timeout { silent_ns: 7 }, CloseCode::TIMEOUT),
         (CloseReason::Replaced, CloseCode::REPLACED),
-        (CloseReason::Storage("disk".into()), CloseCode::STORAGE),
-        (CloseReason::Corrupt("ring".into()), CloseCode::CORRUPT),
+        (CloseReason::Storage(Fault::msg("disk")), CloseCode::STORAGE),
+        (CloseReason::Corrupt(Fault::msg("ring")), CloseCode::CORRUPT),
+        (CloseReason::LimitExceeded { seq: 3, len: 2000, max: 1000 }, CloseCode::LIMIT),
         (CloseReason::RemoteClosed, CloseCode::OTHER),
     ];
     for (reason, code) in cases {
@@ -318,14 +549,17 @@ fn close_reasons_map_to_codes_and_back() {
         let f = CloseFrame::for_reason(&reason, &mut t);
         assert_eq!(f.code, code);
         assert_eq!(f.text, reason.to_string());
-        let CloseReason::RemoteRequested(s) = f.to_reason() else { panic!() };
-        assert!(s.starts_with(&code.to_string()) && s.ends_with(&reason.to_string()), "{s}");
-        assert!(!s.starts_with(&format!("{code}: {code}")), "the code's name is not repeated: {s}");
+        let remote = f.to_reason();
+        assert_eq!(remote, CloseReason::RemoteRequested { code, text: reason.to_string() });
+        let s = remote.to_string();
+        assert!(s.contains(&code.to_string()) && s.ends_with(&reason.to_string()), "{s}");
     }
-    assert_eq!(
-        CloseFrame { code: CloseCode::TIMEOUT, text: "" }.to_reason(),
-        CloseReason::RemoteRequested("timeout".into())
-    );
+    let bare = CloseFrame { code: CloseCode::TIMEOUT, text: "" }.to_reason();
+    assert_eq!(bare, CloseReason::RemoteRequested { code: CloseCode::TIMEOUT, text: String::new() });
+    assert_eq!(bare.to_string(), "the peer closed the connection: timeout");
+    // A code this side does not know (from a newer peer) is kept and shown as a number.
+    let newer = CloseFrame { code: CloseCode(4242), text: "later" }.to_reason();
+    assert_eq!(newer.to_string(), "the peer closed the connection: code 4242: later");
 }
 
 #[test]
@@ -338,7 +572,7 @@ fn text_buf_truncates_at_a_char_boundary_and_stays_a_prefix() {
     t.clear();
     write!(t, "ok").unwrap();
     assert_eq!(t.as_str(), "ok");
-    let long = CloseReason::Storage("z".repeat(1000));
+    let long = CloseReason::Storage(Fault::msg("z".repeat(1000)));
     let f = CloseFrame::for_reason(&long, &mut t);
     assert_eq!(f.text.len(), close::MAX_TEXT_LEN);
     let mut b = [0u8; close::MAX_PAYLOAD_LEN];
@@ -355,4 +589,46 @@ fn name_limits() {
     assert_eq!(Name::new("a b"), Err(NameError::BadByte { pos: 1, byte: b' ' }));
     assert_eq!(Name::from_bytes("é".as_bytes()), Err(NameError::BadByte { pos: 0, byte: 0xC3 }));
     assert_eq!("x.y-z_1".parse::<Name>().unwrap().to_string(), "x.y-z_1");
+}
+
+/// The fuzz targets' seeds (`fuzz/seeds/`) are logins of this version: a seed the
+/// parser refuses would only teach the fuzzer the version check.
+#[test]
+fn fuzz_seeds_are_current() {
+    use tcpshm_proto::{decode, Decoded};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_else(|e| panic!("seed {p}: {e}"));
+    for seed in ["request", "request-fresh"] {
+        let b = read(&format!("login/{seed}"));
+        let r = LoginRequest::parse(&b).unwrap_or_else(|e| panic!("seed login/{seed}: {e}"));
+        assert_eq!(enc_req(&r), b);
+    }
+    for seed in ["reply-ok", "reply-rejected", "reply-limit-exceeded"] {
+        let b = read(&format!("login/{seed}"));
+        let r = LoginReply::parse(&b).unwrap_or_else(|e| panic!("seed login/{seed}: {e}"));
+        assert_eq!(enc_rep(&r), b);
+    }
+    assert!(CloseFrame::parse(&read("login/close")).is_ok());
+    // decode: max frame length (4 bytes), a split point (1 byte), whole frames whose
+    // control payloads all parse.
+    let b = read("decode/mixed-stream");
+    let (mut s, mut logins) = (&b[5..], 0);
+    while !s.is_empty() {
+        let Ok(Decoded::Frame { frame, consumed }) = decode(s, u32::MAX) else { panic!("seed decode/mixed-stream") };
+        let control = frame.control().expect("seed decode/mixed-stream: a control payload parses");
+        logins += usize::from(matches!(
+            control,
+            Some(tcpshm_proto::Control::Login(_) | tcpshm_proto::Control::LoginReply(_))
+        ));
+        s = &s[consumed..];
+    }
+    assert_eq!(logins, 2);
+    // handshake: a 67-byte head ending with the request's length, the request, the reply.
+    for seed in ["resume", "server-lost-state", "limit-exceeded", "renamed"] {
+        let b = read(&format!("handshake/{seed}"));
+        let req_len = u16::from_le_bytes([b[65], b[66]]) as usize;
+        let (req, rep) = b[67..].split_at(req_len);
+        LoginRequest::parse(req).unwrap_or_else(|e| panic!("seed handshake/{seed}: request: {e}"));
+        LoginReply::parse(rep).unwrap_or_else(|e| panic!("seed handshake/{seed}: reply: {e}"));
+    }
 }

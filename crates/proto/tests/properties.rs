@@ -1,15 +1,19 @@
 //! Property tests: every frame kind round-trips; arbitrary bytes never make the
-//! decoder or parsers panic or stall, and whatever they accept re-encodes to the
-//! same bytes (one encoding per value); random splits decode like the whole.
+//! decoder, the parsers or the handshake verdicts panic or stall, and whatever the
+//! parsers accept re-encodes to the same bytes (one encoding per value); the
+//! decoder's verdict on a stream does not depend on how reads split it.
 
 use proptest::prelude::*;
 use tcpshm_proto::close::{self, CloseCode, CloseFrame};
 use tcpshm_proto::decode::MAX_CONTROL_FRAME_LEN;
 use tcpshm_proto::encode::{self, encode_control, encode_frame};
 use tcpshm_proto::frame::{frame_len, msg_type, Header, HEADER_LEN};
-use tcpshm_proto::login::{self, truncate_utf8, LoginReply, LoginRequest, LoginStatus, TransportKind};
-use tcpshm_proto::session::SeqRange;
-use tcpshm_proto::{decode, Control, Decoded, Name};
+use tcpshm_proto::handshake::{client_verdict, server_verdict, ServerRules};
+use tcpshm_proto::login::{
+    self, truncate_utf8, Limits, LoginParseError, LoginReply, LoginRequest, LoginStatus, SessionNumbers, TransportKind,
+};
+use tcpshm_proto::session::{SeqRange, Session, SessionConfig};
+use tcpshm_proto::{decode, Control, Decoded, FrameError, Name};
 
 fn name() -> impl Strategy<Value = Name> {
     "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}".prop_map(|s| Name::new(&s).unwrap())
@@ -17,6 +21,19 @@ fn name() -> impl Strategy<Value = Name> {
 
 fn range() -> impl Strategy<Value = SeqRange> {
     (any::<u64>(), any::<u64>()).prop_map(|(a, b)| SeqRange::new(a.min(b), a.max(b)).unwrap())
+}
+
+/// Valid numbers: `seen >= consumed`, the range not inverted.
+fn numbers() -> impl Strategy<Value = SessionNumbers> {
+    (any::<u64>(), any::<u64>(), range()).prop_map(|(a, b, send_range)| SessionNumbers {
+        consumed: a.min(b),
+        seen: a.max(b),
+        send_range,
+    })
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    (any::<u32>(), any::<u64>()).prop_map(|(max_message, queue_capacity)| Limits { max_message, queue_capacity })
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -28,13 +45,14 @@ prop_compose! {
         client in name(),
         last_server in proptest::option::of(name()),
         shm in any::<bool>(),
-        consumed in any::<u64>(),
-        send_range in range(),
-        queue_capacity in any::<u64>(),
+        numbers in numbers(),
+        limits in limits(),
+        largest_queued in any::<u32>(),
         credential in proptest::collection::vec(any::<u8>(), 0..=login::MAX_CREDENTIAL_LEN),
     ) -> (LoginRequest<'static>, Vec<u8>) {
         let transport = if shm { TransportKind::Shm } else { TransportKind::Tcp };
-        (LoginRequest { client, last_server, transport, consumed, send_range, queue_capacity, credential: &[] }, credential)
+        let r = LoginRequest { client, last_server, transport, numbers, limits, largest_queued, credential: &[] };
+        (r, credential)
     }
 }
 
@@ -42,12 +60,12 @@ prop_compose! {
     fn reply()(
         status in proptest::sample::select(LoginStatus::ALL.to_vec()),
         server in name(),
-        consumed in any::<u64>(),
-        send_range in range(),
-        queue_capacity in any::<u64>(),
+        numbers in numbers(),
+        limits in limits(),
+        shm_file_id in any::<u64>(),
         text in text(login::MAX_TEXT_LEN),
     ) -> (LoginReply<'static>, String) {
-        (LoginReply { status, server, consumed, send_range, queue_capacity, text: "" }, text)
+        (LoginReply { status, server, numbers, limits, shm_file_id, text: "" }, text)
     }
 }
 
@@ -222,6 +240,131 @@ proptest! {
         }
     }
 
+    /// One byte of a valid reply changed: an error, or a value that re-encodes to
+    /// the changed bytes.
+    #[test]
+    fn mutated_replies((r, text) in reply(), at in any::<prop::sample::Index>(), x in any::<u8>()) {
+        let r = LoginReply { text: &text, ..r };
+        let mut p = [0u8; login::MAX_REPLY_LEN];
+        let n = r.encode(&mut p).unwrap();
+        let i = at.index(n);
+        p[i] ^= x | 1;
+        if let Ok(m) = LoginReply::parse(&p[..n]) {
+            let mut q = [0u8; login::MAX_REPLY_LEN];
+            let k = m.encode(&mut q).unwrap();
+            prop_assert_eq!(&q[..k], &p[..n]);
+        }
+    }
+
+    /// A parsed login always satisfies the layout's rules (`seen >= consumed`, a
+    /// range that is not inverted); a refused one maps to a refusal, never `Ok`.
+    #[test]
+    fn parsed_numbers_are_consistent(mut bytes in proptest::collection::vec(any::<u8>(), 70)) {
+        bytes[..4].copy_from_slice(&login::MAGIC.to_le_bytes());
+        bytes[4..6].copy_from_slice(&login::VERSION.to_le_bytes());
+        // Short valid names, no credential or text, the reserved bytes zero: the
+        // numbers decide.
+        for b in &mut bytes[60..] {
+            *b = b'a';
+        }
+        let mut req = bytes.clone();
+        req[6] &= 1;
+        req[7] = 5;
+        req[56..60].copy_from_slice(&[0, 0, 5, 0]);
+        match LoginRequest::parse(&req) {
+            Ok(r) => prop_assert!(r.numbers.seen >= r.numbers.consumed),
+            Err(e) => {
+                prop_assert!(matches!(e, LoginParseError::SeenBelowConsumed { .. } | LoginParseError::InvertedRange { .. }), "{:?}", e);
+                prop_assert_ne!(e.refusal(), LoginStatus::Ok);
+            }
+        }
+        let mut rep = bytes;
+        rep[6..8].copy_from_slice(&0u16.to_le_bytes());
+        rep[52..56].fill(0);
+        rep[64..68].copy_from_slice(&[0, 0, 2, 0]);
+        rep.truncate(70);
+        match LoginReply::parse(&rep) {
+            Ok(r) => prop_assert!(r.numbers.seen >= r.numbers.consumed),
+            Err(e) => prop_assert!(matches!(e, LoginParseError::SeenBelowConsumed { .. } | LoginParseError::InvertedRange { .. }), "{:?}", e),
+        }
+    }
+
+    /// The handshake's verdicts on any login that parses, against any stored session
+    /// and any server rules: no panic; an accepted request's numbers are exactly
+    /// what the session then accepts at `after_login`; an accepting reply is read
+    /// back with its numbers.
+    #[test]
+    fn verdicts_on_any_login(
+        (r, cred) in request(),
+        (p, text) in reply(),
+        ours in (range(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        rules in (any::<bool>(), any::<bool>(), limits(), any::<u32>(), any::<bool>()),
+        last in proptest::option::of(name()),
+        fit in any::<bool>(),
+    ) {
+        let r = LoginRequest { credential: &cred, ..r };
+        let p = LoginReply { text: &text, ..p };
+        let (mut send_range, mut consumed, mut seen, mut acked, mut recorded) = ours;
+        let (mut tcp, mut shm, mut limits, mut our_largest, same_name) = rules;
+        if fit {
+            // A session whose numbers fit the request's and limits that admit both
+            // queues, so the accepting path is taken as often as the refusing ones.
+            send_range = SeqRange::new(r.numbers.consumed, r.numbers.seen).unwrap();
+            (consumed, seen, acked, recorded) = (r.numbers.send_range.first_unacked(), 0, 0, 0);
+            (tcp, shm) = (true, true);
+            limits.max_message = limits.max_message.max(r.largest_queued);
+            our_largest = our_largest.min(r.limits.max_message);
+        }
+        let server = if same_name { r.last_server.unwrap_or(p.server) } else { p.server };
+        let rules = ServerRules { name: server, tcp, shm, limits };
+        let mut session = Session::new(SessionConfig::default(), limits.queue_capacity, send_range, consumed);
+        session.seq_mut().set_seen(seen);
+        session.seq_mut().restore_acked(acked);
+        session.seq_mut().set_recorded(recorded);
+        match server_verdict(&r, &rules, &session, our_largest) {
+            Ok(peer) => {
+                prop_assert_eq!(peer.limits, r.limits);
+                prop_assert!(peer.numbers == r.numbers || peer.numbers == SessionNumbers::default());
+                let resume = session.after_login(&peer.numbers, peer.limits, 0);
+                prop_assert!(resume.is_ok(), "accepted by the verdict, refused by the session: {:?}", resume);
+            }
+            Err(refusal) => {
+                prop_assert_ne!(refusal.status, LoginStatus::Ok);
+                prop_assert!(!refusal.text.is_empty());
+            }
+        }
+        match client_verdict(&p, last) {
+            Ok(a) => {
+                prop_assert_eq!(p.status, LoginStatus::Ok);
+                prop_assert_eq!((a.server, a.peer.numbers, a.peer.limits, a.shm_file_id), (p.server, p.numbers, p.limits, p.shm_file_id));
+            }
+            Err(refusal) => prop_assert_eq!((refusal.status, refusal.text.as_str()), (p.status, p.text)),
+        }
+    }
+
+    /// Arbitrary received bytes delivered in two reads give the same frames and the
+    /// same final verdict (need more, or the same error) as in one read.
+    #[test]
+    fn decode_verdict_independent_of_reads(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        at in any::<prop::sample::Index>(),
+        max in prop_oneof![Just(u32::MAX), 0u32..1024],
+    ) {
+        let whole = decode_stream(&bytes, max);
+        let at = at.index(bytes.len() + 1);
+        let (mut frames, end) = decode_stream(&bytes[..at], max);
+        let split = if let End::Error(_) = end {
+            // An error on a prefix is final: the whole must report it too.
+            (frames, end)
+        } else {
+            let used: usize = frames.iter().map(Vec::len).sum();
+            let (more, end) = decode_stream(&bytes[used..], max);
+            frames.extend(more);
+            (frames, end)
+        };
+        prop_assert_eq!(split, whole, "split at {}", at);
+    }
+
     /// Frames of random kinds and sizes, delivered in random pieces, decode to the
     /// same sequence as the whole buffer.
     #[test]
@@ -245,6 +388,29 @@ proptest! {
         let mut points: Vec<usize> = cuts.iter().map(|c| c.index(s.len() + 1)).collect();
         points.sort_unstable();
         prop_assert_eq!(collect(&s, &points), whole);
+    }
+}
+
+/// How decoding a stream ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    Need,
+    Error(FrameError),
+}
+
+/// The frames (as their bytes) of a stream, and how it ended.
+fn decode_stream(stream: &[u8], max: u32) -> (Vec<Vec<u8>>, End) {
+    let mut frames = Vec::new();
+    let mut b = stream;
+    loop {
+        match decode(b, max) {
+            Err(e) => return (frames, End::Error(e)),
+            Ok(Decoded::Need(_)) => return (frames, End::Need),
+            Ok(Decoded::Frame { consumed, .. }) => {
+                frames.push(b[..consumed].to_vec());
+                b = &b[consumed..];
+            }
+        }
     }
 }
 
