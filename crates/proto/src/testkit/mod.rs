@@ -11,11 +11,11 @@
 //!   refused; a silent peer times out and an idle one does not; a one-way stream is
 //!   not throttled to one queue per heartbeat; close reasons and counters are right;
 //! * **sessions**: pushes before the first login are delivered; nothing is connected
-//!   before a login; the resume point survives a restart; a side that lost its state
-//!   — a restarted process or a live one — is told at login, never silently resumed;
-//!   a renamed server drops the old session and reports exactly what it dropped; a
-//!   message above the peer's limit is refused at `alloc`, and a queued one refuses
-//!   the login.
+//!   before a login, nor after a refused one; the resume point survives a restart; a
+//!   side that lost its state — a restarted process or a live one — is told at login,
+//!   never silently resumed; a renamed server drops the old session and reports
+//!   exactly what it dropped; a message above the peer's limit is refused at `alloc`,
+//!   and a queued one refuses the login.
 //!
 //! Real TCP and shared-memory media are non-blocking, so polling both ends from one
 //! thread works for them; the kit allows [`Harness::max_rounds`] rounds without

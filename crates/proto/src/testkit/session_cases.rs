@@ -38,14 +38,46 @@ fn established<H: Harness>(k: &mut Kit<'_, H>) -> Result<(H::T, H::T), String> {
     Ok((a, b))
 }
 
-fn expect_mismatch(what: &str, r: Result<Result<super::LoginOk, LoginFailure>, String>) -> Result<(), String> {
-    match r? {
-        Err(LoginFailure::SeqMismatch(_)) => Ok(()),
-        Err(other) => Err(format!("{what}: the login failed, but not with a sequence mismatch: {other}")),
-        Ok(ok) => Err(format!(
-            "{what}: the login succeeded ({ok:?}) although a side lost its state; resuming loses or repeats messages"
-        )),
+/// A login refused with a sequence mismatch, after which neither end is (or
+/// becomes, polled a while) connected, and nothing is delivered: a user who loops
+/// `while !is_connected() { login }` must not stop there and push into a session
+/// that does not exist.
+fn expect_mismatch<H: Harness>(k: &mut Kit<'_, H>, a: &mut H::T, b: &mut H::T, what: &str) -> Result<(), String> {
+    match k.login(a, b)? {
+        Err(LoginFailure::SeqMismatch(_)) => {}
+        Err(other) => return Err(format!("{what}: the login failed, but not with a sequence mismatch: {other}")),
+        Ok(ok) => {
+            return Err(format!(
+                "{what}: the login succeeded ({ok:?}) although a side lost its state; resuming loses or repeats \
+                 messages"
+            ))
+        }
     }
+    expect_refused_ends(k, a, b, what)
+}
+
+/// After a refused login: neither end is connected, nor becomes so when polled,
+/// and nothing arrives on either.
+fn expect_refused_ends<H: Harness>(k: &mut Kit<'_, H>, a: &mut H::T, b: &mut H::T, what: &str) -> Result<(), String> {
+    for round in 0..=5 {
+        if a.is_connected() || b.is_connected() {
+            return Err(format!(
+                "{what}: the ends report connected after a refused login: client {} (reason {:?}), server {} \
+                 (reason {:?})",
+                a.is_connected(),
+                a.close_reason(),
+                b.is_connected(),
+                b.close_reason()
+            ));
+        }
+        if a.front().is_some() || b.front().is_some() {
+            return Err(format!("{what}: a message arrived after a refused login"));
+        }
+        if round < 5 {
+            k.round(a, b);
+        }
+    }
+    Ok(())
 }
 
 /// Messages pushed by a client that has never logged in (no server exists yet), and
@@ -160,14 +192,15 @@ pub fn resume_point_after_restart<H: Harness>(h: &mut H) -> Result<(), String> {
 }
 
 /// The server loses its state (files) while the client's process stays up: the
-/// client's next login is refused with a sequence mismatch, never resumed silently.
+/// client's next login is refused with a sequence mismatch, never resumed silently,
+/// and neither end is connected afterwards (so for the other state-loss cases).
 pub fn server_state_loss_live_client<H: Harness>(h: &mut H) -> Result<(), String> {
     let mut k = Kit::new(h, 104);
     let (mut a, b) = established(&mut k)?;
     drop(b);
     k.h.lose_state(Side::Server);
     let mut b = k.open(Side::Server);
-    expect_mismatch("server state lost, client process kept", k.login(&mut a, &mut b))
+    expect_mismatch(&mut k, &mut a, &mut b, "server state lost, client process kept")
 }
 
 /// The server loses its state and the client restarts too: the login is refused with
@@ -179,7 +212,7 @@ pub fn server_state_loss_restarted_client<H: Harness>(h: &mut H) -> Result<(), S
     k.h.lose_state(Side::Server);
     let mut a = k.open(Side::Client);
     let mut b = k.open(Side::Server);
-    expect_mismatch("server state lost, client restarted", k.login(&mut a, &mut b))
+    expect_mismatch(&mut k, &mut a, &mut b, "server state lost, client restarted")
 }
 
 /// The client loses its state (and restarts): the login is refused with a sequence
@@ -191,7 +224,7 @@ pub fn client_state_loss_restarted<H: Harness>(h: &mut H) -> Result<(), String> 
     k.h.lose_state(Side::Client);
     let mut a = k.open(Side::Client);
     let mut b = k.open(Side::Server);
-    expect_mismatch("client state lost, both restarted", k.login(&mut a, &mut b))
+    expect_mismatch(&mut k, &mut a, &mut b, "client state lost, both restarted")
 }
 
 /// The client loses its state while the server's process stays up: refused with a
@@ -202,7 +235,7 @@ pub fn client_state_loss_live_server<H: Harness>(h: &mut H) -> Result<(), String
     drop(a);
     k.h.lose_state(Side::Client);
     let mut a = k.open(Side::Client);
-    expect_mismatch("client state lost, server process kept", k.login(&mut a, &mut b))
+    expect_mismatch(&mut k, &mut a, &mut b, "client state lost, server process kept")
 }
 
 /// A server started under a new name: the client's login drops its old session and
@@ -272,7 +305,7 @@ pub fn over_peer_limit_refused_at_alloc<H: Harness>(h: &mut H) -> Result<(), Str
 
 /// A message queued before the first login (the peer's limit unknown then) that is
 /// above the limit the peer tells: the login is refused (it could never be
-/// delivered), the message stays queued, nothing is sent.
+/// delivered), the message stays queued, neither end is connected, nothing is sent.
 pub fn queued_over_peer_limit_refuses_login<H: Harness>(h: &mut H) -> Result<(), String> {
     let mut k = Kit::new(h, 110);
     k.h.limit_server_message(1000);
@@ -296,11 +329,5 @@ pub fn queued_over_peer_limit_refuses_login<H: Harness>(h: &mut H) -> Result<(),
             b.is_connected()
         ));
     }
-    for _ in 0..5 {
-        k.round(&mut a, &mut b);
-    }
-    if b.front().is_some() {
-        return Err("the oversized message reached the server".into());
-    }
-    Ok(())
+    expect_refused_ends(&mut k, &mut a, &mut b, "a queued message over the peer's limit")
 }
