@@ -117,6 +117,7 @@ impl<S: ByteStream> Connection<S> {
             Ok(Ok(a)) => a,
             Ok(Err(refusal)) => {
                 self.reader.clear();
+                self.session.refused(CloseReason::LoginRefused { status: refusal.status, text: refusal.text.clone() });
                 return Err(refusal.into());
             }
             Err(e) => {

@@ -209,7 +209,9 @@ impl<S: ByteStream> Connection<S> {
     /// else `otherwise`. One system call, on this rare path only.
     fn gone(&self, otherwise: CloseReason) -> CloseReason {
         match &self.rings {
-            Some(r) if self.medium == TransportKind::Shm && matches!(r.peer_alive(), Ok(false)) => CloseReason::PeerDied,
+            Some(r) if self.medium == TransportKind::Shm && matches!(r.peer_alive(), Ok(false)) => {
+                CloseReason::PeerDied
+            }
             _ => otherwise,
         }
     }

@@ -85,7 +85,7 @@ pub enum CloseReason {
     #[error("the peer closed the connection")]
     RemoteClosed,
     /// The peer sent an orderly close with a reason.
-    #[error("the peer closed the connection: {code}{}{text}", if text.is_empty() { "" } else { ": " })]
+    #[error("the peer closed the connection: {}", remote_text(code, text))]
     RemoteRequested {
         /// The peer's reason code.
         code: crate::close::CloseCode,
@@ -142,6 +142,19 @@ pub enum CloseReason {
         /// The server's detail text.
         text: String,
     },
+}
+
+/// A peer's close reason as one line: its text, which names the code already when it
+/// was made from a [`CloseReason`] (as this library's are), else the code and the text.
+fn remote_text(code: &crate::close::CloseCode, text: &str) -> String {
+    let name = code.to_string();
+    if text.is_empty() {
+        name
+    } else if text.starts_with(&name) {
+        text.to_owned()
+    } else {
+        format!("{name}: {text}")
+    }
 }
 
 impl CloseReason {

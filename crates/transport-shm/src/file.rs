@@ -85,7 +85,7 @@ pub(crate) struct Ends {
 /// One connection's shared-memory file, validated, mapped (shared) and locked for one
 /// [`Side`]: the server side creates it with [`create_or_open`](Self::create_or_open),
 /// the client side opens it with [`open`](Self::open) after the login reply. Turn it
-/// into a connection with [`ShmConnection::new`](crate::ShmConnection::new).
+/// into the rings a connection uses with [`Rings::new`](crate::Rings::new).
 ///
 /// While a `ShmFile` (or the connection made from it) exists, this process holds its
 /// side's lock: no other process can attach as the same side, and the peer sees this

@@ -2,8 +2,8 @@
 //!
 //! The shared-memory medium of tcpshm (Linux): the two sides of a session exchange
 //! messages through two lock-free rings in one file under `/dev/shm`. The hot path —
-//! [`Rings::alloc`], [`push_more`](Rings::push_more)/[`publish`](Rings::publish),
-//! [`front`](Rings::front), [`pop`](Rings::pop) — is a few loads and stores on the
+//! [`RingTx::alloc`], [`push_more`](RingTx::push_more)/[`publish`](RingTx::publish),
+//! [`RingRx::front`], [`pop`](RingRx::pop) — is a few loads and stores on the
 //! mapping: no system call, no allocation, no lock. It holds no session rule (those
 //! are `tcpshm-proto`'s) and no session state (that is `tcpshm-connection`'s, which
 //! keeps the login's byte stream open as the control stream beside the rings).

@@ -76,7 +76,13 @@ pub struct InFrame {
     pub len: usize,
 }
 
-/// The receive buffer of one stream. See the [module docs](self).
+/// The receive buffer of one stream. It holds, in order: decoded frames not yet
+/// released (user frames waiting for `pop`, and handled control frames behind them),
+/// the beginning of a frame not yet complete, free space. It grows only for a frame
+/// larger than it (never beyond the largest frame allowed) or when it is full of
+/// frames its user keeps (never beyond the peer's queue, see
+/// [`set_backlog`](Self::set_backlog)), and compacts when moving its contents pays for
+/// itself or the user stalls.
 #[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,

@@ -32,7 +32,8 @@ struct Shared {
     changed: Condvar,
 }
 
-/// One end of an in-memory duplex pipe. See the [module docs](self).
+/// One end of an in-memory duplex pipe: bounded, reads in pseudo-random chunks so
+/// every frame is split at arbitrary byte boundaries, as on TCP.
 #[derive(Debug)]
 pub struct MemPipe {
     shared: Arc<Shared>,

@@ -324,6 +324,14 @@ impl Session {
         was
     }
 
+    /// Records why the last attempt to bring the link up failed (a refused login),
+    /// while it is down; the reason replaces the previous one.
+    pub fn refused(&mut self, reason: CloseReason) {
+        if !self.up {
+            self.reason = Some(reason);
+        }
+    }
+
     /// Why the link is down (`None` while up).
     pub fn close_reason(&self) -> Option<&CloseReason> {
         if self.up {

@@ -255,7 +255,8 @@ pub enum Inbound {
 }
 
 /// The sequence/ack state of one side of a session (both directions). See the
-/// [module docs](self).
+/// [module docs](crate::session) for the session, and this type's methods for the
+/// rules.
 ///
 /// ```
 /// use tcpshm_proto::login::SessionNumbers;
