@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 use tcpshm_connection::{ConnectError, Connected, Connection, ConnectionConfig};
 use tcpshm_proto::decode::frame_limit;
@@ -42,12 +43,18 @@ pub fn client_name() -> Name {
 /// Messages up to 64 KiB, 256 KiB queues and rings, heartbeat 1 ms, timeout 10 ms,
 /// shared-memory control work every 0.1 ms.
 pub fn config(dir: &TempDir) -> ConnectionConfig {
+    config_for(dir.shm_prefix())
+}
+
+/// [`config`] with the shared-memory prefix `prefix` (a child process's, given by its
+/// parent).
+pub fn config_for(prefix: &str) -> ConnectionConfig {
     let mut cfg = ConnectionConfig::default();
     cfg.session.max_message = 64 * 1024;
     cfg.session.liveness = LivenessConfig { heartbeat_interval: HB, timeout: TIMEOUT };
     cfg.queue_bytes = 256 * 1024;
     cfg.shm.ring_bytes = 256 * 1024;
-    cfg.shm.prefix = dir.shm_prefix().to_owned();
+    cfg.shm.prefix = prefix.to_owned();
     cfg.check_interval = 100_000;
     cfg.stream.recv_buffer = 16 * 1024;
     cfg
@@ -55,12 +62,22 @@ pub fn config(dir: &TempDir) -> ConnectionConfig {
 
 /// The client's end of the session `cli` -> `srv`, from `dir/client`.
 pub fn open_client<S: ByteStream>(dir: &TempDir, cfg: &ConnectionConfig, medium: TransportKind) -> Connection<S> {
-    Connection::open_session(&dir.join("client"), client_name(), name("svc"), Side::Client, medium, cfg.clone(), 0)
-        .unwrap_or_else(|e| panic!("open the client: {e}"))
+    open_client_at(dir.path(), cfg, medium)
 }
 
 /// The server's end of the session `cli` -> `srv`, from `dir/server`.
 pub fn open_server<S: ByteStream>(dir: &TempDir, cfg: &ConnectionConfig, medium: TransportKind) -> Connection<S> {
+    open_server_at(dir.path(), cfg, medium)
+}
+
+/// [`open_client`] under `dir` (a child process's, given by its parent).
+pub fn open_client_at<S: ByteStream>(dir: &Path, cfg: &ConnectionConfig, medium: TransportKind) -> Connection<S> {
+    Connection::open_session(&dir.join("client"), client_name(), name("svc"), Side::Client, medium, cfg.clone(), 0)
+        .unwrap_or_else(|e| panic!("open the client: {e}"))
+}
+
+/// [`open_server`] under `dir`.
+pub fn open_server_at<S: ByteStream>(dir: &Path, cfg: &ConnectionConfig, medium: TransportKind) -> Connection<S> {
     Connection::open_session(&dir.join("server"), server_name(), client_name(), Side::Server, medium, cfg.clone(), 0)
         .unwrap_or_else(|e| panic!("open the server: {e}"))
 }
