@@ -4,6 +4,7 @@
 //! cargo run --release --example echo_server &
 //! cargo run --release --example echo_client -- --mode ping --messages 100000
 //! cargo run --release --example echo_client -- --mode stream --messages 1000000 --transport shm
+//! cargo run --release --example echo_client -- --mode stream --until-reconnects 2   # kill -9 the server twice
 //! ```
 //!
 //! Kill the server (`kill -9`) and start it again while the client runs: the client
@@ -24,18 +25,20 @@
 //!   `--retry-min-ms` to `--retry-max-ms`), so a restarting server is found quickly
 //!   and a dead one is not hammered. `Client::connect` blocks for at most the
 //!   configured `connect_timeout` per attempt.
-//! * Errors that retrying cannot fix stop the loop: the server refused our name or
-//!   our version, or the two sides' sequence numbers do not fit (one side lost its
-//!   state — a human must decide; the library never resets a session silently).
+//! * [`ConnectError::is_retryable`] tells the errors worth another try (no server
+//!   yet, a timeout, a server that still sees our previous connection) from those
+//!   that stop the loop: the server refused our name, our version or our limits, or
+//!   the two sides' sequence numbers do not fit (one side lost its state — a human
+//!   must decide; the library never resets a session silently).
 //! * Meanwhile the application keeps pushing: `alloc`/`push` work while disconnected,
-//!   the messages wait in the persistent queue (a file; the shared-memory ring) and
-//!   leave after the next login, with everything the server had not consumed.
+//!   the messages wait in the session's queue (the store, a file; or the
+//!   shared-memory ring) and leave after the next login, over whichever transport,
+//!   with everything the server had not consumed.
 //!   `alloc` returns `None` when the queue is full: that is the only limit.
-//! * On success it reports what the login resumed: over TCP, how many queued
-//!   messages are sent again (those the server had not consumed); over shared
-//!   memory, nothing is sent again — the ring itself is the queue the server reads.
-//!   If the server came back under another name, the old session was dropped (by
-//!   design: a new trading day); that is reported too.
+//! * On success it reports what the login resumed: how many queued messages leave
+//!   (again) from the server's consumed count on. If the server came back under
+//!   another name, the old session was dropped (by design: a new trading day); that
+//!   is reported too.
 //!
 //! ## Modes
 //!
@@ -48,7 +51,9 @@
 //!   commit point), so it handles that request again after the restart. The check
 //!   accepts it only in that shape — the same number as the previous echo, at most
 //!   once per reconnect since that message was pushed — drops it, and reports how
-//!   many there were. Anything else out of order fails the run.
+//!   many there were. Anything else out of order fails the run. With
+//!   `--until-reconnects N` it streams on past `--messages` until the connection
+//!   came back N times: kill the server (`kill -9`) and restart it meanwhile.
 //!
 //! The client's session (its queue, and how many echoes it consumed) persists in
 //! `--storage-dir` across runs of this program too; echoes left over from an earlier
@@ -99,7 +104,7 @@ struct Args {
     window: u64,
     /// Largest message in bytes (the server's).
     #[arg(long, default_value_t = 64 * 1024)]
-    max_message: usize,
+    max_message: u32,
     /// Bytes of the persistent send queue (a power of two).
     #[arg(long, default_value_t = 4 << 20)]
     queue_bytes: usize,
@@ -118,6 +123,10 @@ struct Args {
     /// Longest retry delay, in milliseconds.
     #[arg(long, default_value_t = 1_000)]
     retry_max_ms: u64,
+    /// Stream mode: keep streaming past --messages until the connection came back this
+    /// many times (kill the server meanwhile, restart it, watch the check hold).
+    #[arg(long, default_value_t = 0)]
+    until_reconnects: u64,
     /// Give up after being disconnected this many seconds (0: never).
     #[arg(long, default_value_t = 60)]
     give_up_secs: u64,
@@ -160,27 +169,33 @@ impl Clock {
 }
 
 fn run(args: Args) -> Result<()> {
-    if args.sizes.is_empty() || args.sizes.iter().any(|&s| s < 16 || s > args.max_message) {
+    if args.sizes.is_empty() || args.sizes.iter().any(|&s| s < 16 || s > args.max_message as usize) {
         bail!("--sizes must be between 16 and --max-message ({}) bytes", args.max_message);
     }
     let name: Name = args.name.parse().map_err(|e| anyhow!("invalid --name {:?}: {e}", args.name))?;
     let storage = args.storage_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("tcpshm-echo-client"));
-    let mut cfg = ClientConfig::new(name, &storage);
-    cfg.shm_dir = args.shm_dir.clone();
-    cfg.shm_prefix = args.shm_prefix.clone();
-    cfg.max_message = args.max_message;
-    cfg.queue_bytes = args.queue_bytes;
-    cfg.heartbeat_interval = args.heartbeat_ms * 1_000_000;
-    cfg.connection_timeout = args.timeout_ms * 1_000_000;
-    cfg.connect_timeout = Duration::from_millis(args.connect_timeout_ms.max(1));
-
-    let clock = Clock(Instant::now());
-    let mut client = Client::open(cfg, clock.now())
-        .with_context(|| format!("cannot open the session of {name} in {}", storage.display()))?;
     let kind = match args.transport {
         Mode::Tcp => TransportKind::Tcp,
         Mode::Shm => TransportKind::Shm,
     };
+    let mut cfg = ClientConfig::new(name, &storage);
+    cfg.connect_timeout = Duration::from_millis(args.connect_timeout_ms.max(1));
+    // Where messages pushed before the first login wait: the store, or the rings of
+    // this session's last shared-memory connection. Either way they leave with the
+    // first login, whatever its transport.
+    cfg.transport = kind;
+    // The session's settings, the same type the server configures.
+    let c = &mut cfg.connection;
+    c.shm.dir = args.shm_dir.clone();
+    c.shm.prefix = args.shm_prefix.clone();
+    c.queue_bytes = args.queue_bytes;
+    c.session.max_message = args.max_message;
+    c.session.liveness.heartbeat_interval = args.heartbeat_ms * 1_000_000;
+    c.session.liveness.timeout = args.timeout_ms * 1_000_000;
+
+    let clock = Clock(Instant::now());
+    let mut client = Client::open(cfg, clock.now())
+        .with_context(|| format!("cannot open the session of {name} in {}", storage.display()))?;
     println!(
         "{name}: session in {} (last server: {}), {kind} to {}",
         storage.display(),
@@ -223,7 +238,7 @@ struct Reconnect {
     attempts: u32,
     /// Successful logins after the first.
     reconnects: u64,
-    /// Messages queued in this client and sent again at logins (TCP).
+    /// Messages queued in this client that left (again) at logins.
     resent_at_logins: u64,
     connected_once: bool,
 }
@@ -258,7 +273,7 @@ impl Reconnect {
         let down_since = *self.down_since.get_or_insert_with(|| {
             if self.connected_once {
                 let why = client.close_reason().map_or_else(|| "no reason given".into(), |r| r.to_string());
-                println!("disconnected: {why}; {} messages queued, reconnecting", client.counters().queue_depth);
+                println!("disconnected: {why}; {} messages queued, reconnecting", client.counters().queued());
             }
             now
         });
@@ -273,10 +288,7 @@ impl Reconnect {
         self.attempts += 1;
         match client.connect(self.addr, self.kind, clock.now()) {
             Ok(c) => {
-                let mut what = match c.transport {
-                    TransportKind::Tcp => format!("{} queued messages sent again", c.to_resend),
-                    TransportKind::Shm => "the rings resume in place, nothing sent again".into(),
-                };
+                let mut what = format!("{} queued messages (re)sent from the server's consumed count", c.to_resend);
                 if let Some(reset) = c.reset {
                     what = format!(
                         "NEW SESSION: the server is now {} (was {}); the old session's {} queued messages were dropped",
@@ -304,7 +316,10 @@ impl Reconnect {
                 self.backoff = self.min;
                 Ok(true)
             }
-            Err(e) if retryable(&e) => {
+            // A refused connection, a timeout, a server that is full or still sees
+            // our previous connection, a shared-memory file still held by the old
+            // server process: the server may be back later.
+            Err(e) if e.is_retryable() => {
                 if self.attempts == 1 || self.attempts.is_power_of_two() {
                     println!("connect attempt {} failed: {e}; retrying in {:?}", self.attempts, self.backoff);
                 }
@@ -312,30 +327,10 @@ impl Reconnect {
                 self.backoff = (self.backoff * 2).min(self.max);
                 Ok(false)
             }
+            // One side lost its state, a wrong name or version, limits that do not
+            // agree...: a human decides; the library never resets a session silently.
             Err(e) => Err(e).context("the server refused the session for good"),
         }
-    }
-}
-
-/// Whether trying again later may succeed.
-fn retryable(e: &ConnectError) -> bool {
-    match e {
-        // Refused connection, timeout, reset: the server is not (yet) there.
-        ConnectError::Io { .. } => true,
-        ConnectError::Refused { status, .. } => matches!(
-            status,
-            // Our previous connection is not yet seen dead by the server; it is full;
-            // or its storage hiccuped.
-            LoginStatus::AlreadyLoggedIn | LoginStatus::ServerFull | LoginStatus::StorageError
-        ),
-        // A dying server may close the socket mid-login.
-        ConnectError::Protocol(_) => true,
-        // The shared-memory file may not be there yet, or still locked by the old
-        // server process on its way out.
-        ConnectError::Shm(_) => true,
-        // One side lost its state: a human decides, never a silent reset.
-        ConnectError::SeqMismatch(_) => false,
-        ConnectError::Storage(_) => false,
     }
 }
 
@@ -466,10 +461,11 @@ fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock)
     let mut last = (0u64, 0u64);
     let started = Instant::now();
     let mut last_report = Instant::now();
-    while echoed < args.messages {
+    let more = |sent: u64, link: &Reconnect| sent < args.messages || link.reconnects < args.until_reconnects;
+    while echoed < sent || more(sent, link) {
         // Keep pushing, connected or not: the queue holds what the server has not
         // consumed and the next login sends it.
-        while sent < args.messages && sent - echoed < window && push(client, &content, sent)? {
+        while more(sent, link) && sent - echoed < window && push(client, &content, sent)? {
             pushed_at.push_back(link.reconnects);
             sent += 1;
         }
@@ -495,7 +491,12 @@ fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock)
         link.keep_up(client, clock)?;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
-            println!("stream: {echoed}/{} echoed in order, {} in flight", args.messages, sent - echoed);
+            println!(
+                "stream: {echoed}/{} echoed in order, {} in flight, {} reconnects",
+                args.messages.max(sent),
+                sent - echoed,
+                link.reconnects
+            );
         }
     }
     println!(

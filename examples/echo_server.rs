@@ -8,12 +8,17 @@
 //! Every message a client sends comes back to it, same type, same bytes. Clients may
 //! use TCP or shared memory (they choose at login). `--groups N` spreads the clients
 //! over N groups, each polled by its own thread; the main thread accepts and logs
-//! clients in (the server's control part) and prints statistics.
+//! clients in (the server's control part) and prints statistics. (For the lowest
+//! latency with one group, poll everything from one thread with `Server::poll`, as
+//! the `echo` example does.)
 //!
 //! ## Persistence, and how to stop it
 //!
-//! Each client's session lives in files: its TCP send queue under `--storage-dir`, its
-//! shared-memory rings in `<shm-dir>/<shm-prefix><server>@<client>.shm`. Stop the
+//! Each client's session lives in files: its store (send queue, consumed count) under
+//! `--storage-dir`, and — once it has used shared memory — its rings in
+//! `<shm-dir>/<shm-prefix><server>@<client>.shm`. A session is one numbered sequence
+//! whatever carries it: a client may log in over TCP one time and over shared memory
+//! the next, and resumes where it was. Stop the
 //! server any way you like — Ctrl-C, `kill -9` — and start it again with the same
 //! `--name` and directories: every client resumes where it was; nothing is lost or
 //! repeated up to the commit point (`pop`). A server started under another `--name`
@@ -37,7 +42,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tcpshm::persist::Durability;
 use tcpshm::prelude::*;
 
 #[derive(Parser, Debug)]
@@ -50,7 +54,7 @@ struct Args {
     /// same name; a new name starts fresh sessions.
     #[arg(long, default_value = "EchoServer")]
     name: String,
-    /// Directory of the per-client TCP session stores [default: <temp dir>/tcpshm-echo-server].
+    /// Directory of the per-client session stores [default: <temp dir>/tcpshm-echo-server].
     #[arg(long)]
     storage_dir: Option<PathBuf>,
     /// Transports clients may use.
@@ -67,7 +71,7 @@ struct Args {
     shm_prefix: String,
     /// Largest message in bytes (clients must use the same).
     #[arg(long, default_value_t = 64 * 1024)]
-    max_message: usize,
+    max_message: u32,
     /// Bytes of each send queue and of each shared-memory ring (a power of two, at
     /// least twice the largest message's frame).
     #[arg(long, default_value_t = 4 << 20)]
@@ -82,7 +86,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
     /// Messages handled per connection per poll (fairness between connections).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 256)]
     messages_per_poll: usize,
     /// Sync the TCP queues to disk every N operations (survives power loss; slow).
     /// Default: page cache only (survives a crash of the process, not of the machine).
@@ -191,17 +195,19 @@ fn run(args: Args) -> Result<()> {
     cfg.listen = args.listen.clone();
     cfg.enable_tcp = args.transport != Transports::Shm;
     cfg.enable_shm = args.transport != Transports::Tcp;
-    cfg.shm_dir = args.shm_dir.clone();
-    cfg.shm_prefix = args.shm_prefix.clone();
-    cfg.max_message = args.max_message;
-    cfg.tcp_queue_bytes = args.queue_bytes;
-    cfg.shm_queue_bytes = args.queue_bytes;
     cfg.max_connections = args.max_connections;
-    cfg.heartbeat_interval = args.heartbeat_ms * 1_000_000;
-    cfg.connection_timeout = args.timeout_ms * 1_000_000;
     cfg.messages_per_poll = args.messages_per_poll;
+    // Every session's settings, the same type a client configures.
+    let c = &mut cfg.connection;
+    c.shm.dir = args.shm_dir.clone();
+    c.shm.prefix = args.shm_prefix.clone();
+    c.shm.ring_bytes = args.queue_bytes;
+    c.queue_bytes = args.queue_bytes;
+    c.session.max_message = args.max_message;
+    c.session.liveness.heartbeat_interval = args.heartbeat_ms * 1_000_000;
+    c.session.liveness.timeout = args.timeout_ms * 1_000_000;
     if let Some(every) = args.sync_every {
-        cfg.durability = Durability::Sync { every };
+        c.durability = Durability::Sync { every };
     }
 
     let stats: Vec<Arc<GroupStats>> = (0..args.groups.max(1)).map(|_| Arc::default()).collect();

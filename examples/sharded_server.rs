@@ -37,7 +37,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,11 +255,7 @@ fn run(args: Args) -> Result<()> {
     };
     cfg.enable_tcp = args.transport != Transports::Shm;
     cfg.enable_shm = args.transport != Transports::Tcp;
-    cfg.shm_dir = args.shm_dir.clone();
-    cfg.shm_prefix = prefix.clone();
-    cfg.tcp_queue_bytes = 1 << 20;
-    cfg.shm_queue_bytes = 1 << 20;
-    cfg.max_message = 4096;
+    connection_config(&mut cfg.connection, &args.shm_dir, &prefix);
 
     let policy = match args.policy {
         PolicyName::RoundRobin => Policy::RoundRobin(RoundRobin::default()),
@@ -360,6 +356,13 @@ fn run(args: Args) -> Result<()> {
             }
         }
     }
+    // The clients closed their sessions; let the groups see it (and report it) before
+    // they stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.iter().any(|s| s.connections.load(Ordering::Relaxed) > 0) && Instant::now() < deadline {
+        control.poll(now());
+        std::thread::sleep(Duration::from_micros(200));
+    }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().map_err(|_| anyhow!("a group thread panicked"))?;
@@ -396,10 +399,8 @@ fn demo_client(
 ) -> Result<String> {
     let name: Name = format!("demo-{i}").parse().map_err(|e| anyhow!("{e}"))?;
     let mut cfg = ClientConfig::new(name, dir);
-    cfg.shm_dir = shm_dir;
-    cfg.shm_prefix = prefix;
-    cfg.queue_bytes = 1 << 20;
-    cfg.max_message = 4096;
+    cfg.transport = kind;
+    connection_config(&mut cfg.connection, &shm_dir, &prefix);
     let t0 = Instant::now();
     let now = || t0.elapsed().as_nanos() as Nanos;
     let mut client = Client::open(cfg, now()).with_context(|| format!("{name}: cannot open the session"))?;
@@ -448,6 +449,15 @@ fn demo_client(
     }
     client.close(CloseReason::Requested);
     Ok(format!("{name}: {checked} replies checked, total {sum} over {adds} additions"))
+}
+
+/// The settings of every session, server side and demo clients alike (one type).
+fn connection_config(c: &mut ConnectionConfig, shm_dir: &Path, prefix: &str) {
+    c.shm.dir = shm_dir.to_path_buf();
+    c.shm.prefix = prefix.to_string();
+    c.shm.ring_bytes = 1 << 20;
+    c.queue_bytes = 1 << 20;
+    c.session.max_message = 4096;
 }
 
 /// ADDs still waiting for their reply (the count in a TOTAL reply excludes them).
