@@ -21,10 +21,21 @@ impl TempDir {
     /// A new directory name (not created: the code under test creates it, with its
     /// own mode) for the test `tag`.
     pub fn new(tag: &str) -> TempDir {
+        TempDir::new_in(std::env::temp_dir(), tag)
+    }
+
+    /// The same under `base` (e.g. `/dev/shm`, for a test whose subject is not the
+    /// disk: creating a store syncs it, which costs milliseconds on a real disk).
+    ///
+    /// ```
+    /// let t = tcpshm_test_support::TempDir::new_in("/dev/shm", "doc-in");
+    /// assert!(t.path().starts_with("/dev/shm"));
+    /// ```
+    pub fn new_in(base: impl AsRef<Path>, tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let name = format!("tcpshm-test-{tag}-{}-{n}", std::process::id());
-        let path = std::env::temp_dir().join(&name);
+        let path = base.as_ref().join(&name);
         let _ = std::fs::remove_dir_all(&path);
         TempDir { path, prefix: format!("{name}-") }
     }

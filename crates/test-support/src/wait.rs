@@ -19,11 +19,7 @@ pub fn now() -> u64 {
 }
 
 fn limit() -> Duration {
-    std::env::var("TCPSHM_TEST_WAIT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(WAIT)
+    std::env::var("TCPSHM_TEST_WAIT_SECS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs).unwrap_or(WAIT)
 }
 
 /// Calls `step` until it returns `Some`, and returns that; panics naming `what` if
@@ -38,15 +34,23 @@ fn limit() -> Duration {
 /// });
 /// assert_eq!(got, 3);
 /// ```
-pub fn wait_until<T>(what: &str, mut step: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, step: impl FnMut() -> Option<T>) -> T {
+    match wait_or(step) {
+        Some(t) => t,
+        None => panic!("timed out after {:?} waiting for {what}", limit()),
+    }
+}
+
+/// [`wait_until`] that returns `None` at the deadline instead of panicking.
+pub(crate) fn wait_or<T>(mut step: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit();
     let mut spins = 0u32;
     loop {
         if let Some(t) = step() {
-            return t;
+            return Some(t);
         }
         if Instant::now() > deadline {
-            panic!("timed out after {:?} waiting for {what}", limit());
+            return None;
         }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(64) {
