@@ -78,9 +78,8 @@ fn writes_resume_at_the_byte_with_nothing_lost_or_repeated() {
                     k += 1;
                 }
             }
-            match q.write_to(&mut w).unwrap() {
-                Some(n) => assert!(n > 0 && n <= per_call),
-                None => {}
+            if let Some(n) = q.write_to(&mut w).unwrap() {
+                assert!(n > 0 && n <= per_call);
             }
             saw_mid |= q.mid_frame();
         }
