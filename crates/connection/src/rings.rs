@@ -6,8 +6,8 @@ use crate::connection::{ring_reason, storage, Connection};
 use crate::stream::Failed;
 use tcpshm_proto::frame::HEADER_LEN;
 use tcpshm_proto::login::TransportKind;
-use tcpshm_proto::session::Inbound;
 use tcpshm_proto::{CloseReason, Msg, Nanos, ProtocolError};
+use tcpshm_transport_shm::RingError;
 use tcpshm_transport_tcp::ByteStream;
 
 impl<S: ByteStream> Connection<S> {
@@ -51,7 +51,17 @@ impl<S: ByteStream> Connection<S> {
     /// Copies store frames the ring does not hold yet into it, as far as it has room
     /// (a session that changed to shared memory, or pushed before its rings existed);
     /// then pushes go straight to the ring again.
+    #[inline]
     pub(crate) fn drain_to_ring(&mut self) {
+        // Nothing to copy (the common case): no work at all.
+        if self.store.next_seq() <= self.queue.ring_next && self.queue.drain.is_none() {
+            return;
+        }
+        self.drain_some();
+    }
+
+    #[cold]
+    fn drain_some(&mut self) {
         if self.medium != TransportKind::Shm || self.ring_fault.is_some() {
             return;
         }
@@ -169,8 +179,7 @@ impl<S: ByteStream> Connection<S> {
 
     /// Readies the head of the inbound ring: copies of messages already consumed are
     /// released unread; a gap closes the session. `Some(())` when the head is the next
-    /// message to deliver (counted once as received). Looks at the ring only when the
-    /// head is not already known to be the next message.
+    /// message to deliver (counted once as received).
     #[inline]
     pub(crate) fn ring_prepare(&mut self) -> Option<()> {
         if self.ring_fault.is_some() {
@@ -180,32 +189,20 @@ impl<S: ByteStream> Connection<S> {
         if matches!(self.ring_fronted, Some((seq, _)) if seq == consumed) {
             return Some(());
         }
-        loop {
-            let rings = self.rings.as_mut()?;
-            let (seq, frame_len) = match rings.rx.front() {
-                Ok(Some(m)) => (m.seq, m.frame_len),
-                Ok(None) => return None,
-                Err(e) => {
-                    self.ring_failed(ring_reason(&e));
-                    return None;
-                }
-            };
-            match self.session.classify(seq) {
-                Inbound::Next => {
-                    self.session.on_ring_received();
-                    self.ring_fronted = Some((seq, frame_len));
-                    return Some(());
-                }
-                Inbound::Stale => {
-                    if let Err(e) = rings.rx.release_stale() {
-                        self.ring_failed(ring_reason(&e));
-                        return None;
-                    }
-                }
-                Inbound::Gap { expected } => {
-                    self.ring_failed(CloseReason::Protocol(ProtocolError::RingGap { expected, got: seq }));
-                    return None;
-                }
+        match self.rings.as_mut()?.rx.ready(consumed) {
+            Ok(Some(r)) => {
+                self.session.on_ring_received();
+                self.ring_fronted = Some((r.seq, r.frame_len));
+                Some(())
+            }
+            Ok(None) => None,
+            Err(RingError::Gap { expected, got, .. }) => {
+                self.ring_failed(CloseReason::Protocol(ProtocolError::RingGap { expected, got }));
+                None
+            }
+            Err(e) => {
+                self.ring_failed(ring_reason(&e));
+                None
             }
         }
     }
@@ -214,7 +211,7 @@ impl<S: ByteStream> Connection<S> {
     #[inline]
     pub(crate) fn ring_front(&mut self) -> Option<Msg<'_>> {
         self.ring_prepare()?;
-        // The head was just read whole: reading it again cannot fail or change.
+        // Readied just now: the ring remembers the frame, nothing is read again.
         let m = self.rings.as_mut()?.rx.front().ok()??;
         Some(Msg { msg_type: m.msg_type, seq: m.seq, payload: m.payload })
     }

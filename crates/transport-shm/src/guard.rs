@@ -84,7 +84,11 @@ impl Drop for Mapping {
 fn install() {
     INSTALL.call_once(|| {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-        let ours = SigAction::new(SigHandler::SigAction(on_sigbus), SaFlags::SA_SIGINFO | SaFlags::SA_NODEFER, SigSet::empty());
+        let ours = SigAction::new(
+            SigHandler::SigAction(on_sigbus),
+            SaFlags::SA_SIGINFO | SaFlags::SA_NODEFER,
+            SigSet::empty(),
+        );
         // SAFETY: the handler only reads atomics, makes an mmap system call and stores
         // an atomic: async-signal-safe.
         if let Ok(previous) = unsafe { sigaction(Signal::SIGBUS, &ours) } {

@@ -107,7 +107,7 @@ pub use dir::{prefix_ok, ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};
 pub use error::{Direction, ShmError, Side};
 pub use file::ShmFile;
 pub use layout::Capacities;
-pub use rings::{RingError, RingMsg, RingRx, RingTx, Rings};
+pub use rings::{Ready, RingError, RingMsg, RingRx, RingTx, Rings};
 
 /// The threading promises of the public types, checked at compile time.
 #[allow(dead_code)]

@@ -48,6 +48,17 @@ pub enum RingError {
     /// `push_more` without a successful `alloc`.
     #[error("push without a successful alloc")]
     NothingAllocated,
+    /// The head of the inbound ring is after the message expected: messages are
+    /// missing.
+    #[error("inbound ring of {}: expected message seq {expected}, found seq {got}", path.display())]
+    Gap {
+        /// The file.
+        path: PathBuf,
+        /// The seq expected.
+        expected: u64,
+        /// The seq found.
+        got: u64,
+    },
 }
 
 /// A message at the head of the inbound ring, borrowed in place.
@@ -127,7 +138,30 @@ pub struct RingRx {
     /// The consumed count of the inbound ring (we write it).
     consumed: *const AtomicU64,
     direction: Direction,
+    /// The head frame as `front` last read and validated it; cleared by every pop and
+    /// release (the only things that move the head).
+    head: Option<Head>,
     file: std::sync::Arc<FileInner>,
+}
+
+/// The head frame [`RingRx::ready`] found: its seq and padded frame length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// Its seq.
+    pub seq: u64,
+    /// Its padded frame length.
+    pub frame_len: usize,
+}
+
+/// A validated head frame, by value.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    msg_type: u16,
+    seq: u64,
+    ack: u64,
+    payload: *const u8,
+    len: usize,
+    frame_len: usize,
 }
 
 // SAFETY: the raw pointers and ring ends of the halves address the mapping that the
@@ -185,7 +219,7 @@ impl Rings {
             direction: out,
             file: inner.clone(),
         };
-        let rx = RingRx { ring: ends.rx, consumed: cb.consumed(inn), direction: inn, file: inner.clone() };
+        let rx = RingRx { ring: ends.rx, consumed: cb.consumed(inn), direction: inn, head: None, file: inner.clone() };
         Rings { tx, rx, file: inner }
     }
 
@@ -412,9 +446,42 @@ impl RingRx {
         unsafe { &*self.consumed }
     }
 
-    /// The next frame of the inbound ring, in place; `None` if it is empty.
+    /// The next frame of the inbound ring, in place; `None` if it is empty. Asking
+    /// again before a pop returns the same frame without reading the ring again.
     #[inline]
     pub fn front(&mut self) -> Result<Option<RingMsg<'_>>, RingError> {
+        match self.head()? {
+            Some(h) => Ok(Some(self.msg(h))),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes the frame whose seq is `expected` the head, and says what it is: frames
+    /// before it (seq below `expected`: copies of messages consumed another way) are
+    /// released unread on the way; `Ok(None)` if the ring holds nothing more;
+    /// [`RingError::Gap`] if the head's seq is beyond `expected` (messages are
+    /// missing). Borrows nothing: [`front`](Self::front) then returns the frame without
+    /// reading the ring again.
+    #[inline]
+    pub fn ready(&mut self, expected: u64) -> Result<Option<Ready>, RingError> {
+        loop {
+            let Some(h) = self.head()? else { return Ok(None) };
+            match h.seq.cmp(&expected) {
+                core::cmp::Ordering::Equal => return Ok(Some(Ready { seq: h.seq, frame_len: h.frame_len })),
+                core::cmp::Ordering::Less => self.release_stale()?,
+                core::cmp::Ordering::Greater => {
+                    return Err(RingError::Gap { path: self.file.path.clone(), expected, got: h.seq })
+                }
+            }
+        }
+    }
+
+    /// The head frame, validated once and then remembered until it is popped.
+    #[inline]
+    fn head(&mut self) -> Result<Option<Head>, RingError> {
+        if let Some(h) = self.head {
+            return Ok(Some(h));
+        }
         let m = match self.ring.front() {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(None),
@@ -430,7 +497,20 @@ impl RingRx {
         let seq = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
         let ack = u64::from_le_bytes(prefix[8..].try_into().expect("8 bytes"));
         let frame_len = align_up((HEADER_LEN + payload.len()) as u64, FRAME_ALIGN as u64) as usize;
-        Ok(Some(RingMsg { msg_type: t, seq, ack, payload, frame_len }))
+        let h = Head { msg_type: t, seq, ack, payload: payload.as_ptr(), len: payload.len(), frame_len };
+        self.head = Some(h);
+        Ok(Some(h))
+    }
+
+    /// The message of a head frame.
+    #[inline(always)]
+    fn msg(&self, h: Head) -> RingMsg<'_> {
+        // SAFETY: `h.payload..+h.len` lies in a frame `head` validated, which is not
+        // released (pop and release clear `head`), so the producer does not write it;
+        // the mapping lives as long as `self.file`, and the borrow of `self` ends the
+        // slice's life before any pop.
+        let payload = unsafe { std::slice::from_raw_parts(h.payload, h.len) };
+        RingMsg { msg_type: h.msg_type, seq: h.seq, ack: h.ack, payload, frame_len: h.frame_len }
     }
 
     /// Consumes the head frame: stores `consumed_after` (its seq + 1) as the inbound
@@ -447,6 +527,7 @@ impl RingRx {
     /// consumed).
     #[inline]
     pub fn release_stale(&mut self) -> Result<(), RingError> {
+        self.head = None;
         match self.ring.pop() {
             Ok(()) | Err(PopError::Empty) => Ok(()),
             Err(PopError::Corrupt(c)) => Err(corrupt(&self.file.path, self.direction, c)),
