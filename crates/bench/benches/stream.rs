@@ -1,64 +1,84 @@
-//! One-way throughput, 8 B to 1 MiB messages: tcpshm's client streams N messages to
-//! the server (a separate process pinned to the second cpu) over SHM and over TCP —
-//! acknowledgements flowing back as the server pops, so the sender's queue never
-//! waits for a heartbeat — and then one `FINISH` message that the server answers with
-//! the count it received (in order, checked); the clock stops at that answer.
+//! One-way throughput, 8 B to 1 MiB messages: tcpshm's client streams to the server
+//! (a separate process pinned to the second cpu, its handler reading every byte and
+//! checking each message's number) over SHM and over TCP, against the bare medium
+//! doing the same work (`tcpshm_bench::streams`):
 //!
-//! Beside them, in the same run: the bare socket (the same N × size payload bytes
-//! written through a loopback TCP socket in 256 KiB writes and read in 256 KiB reads:
-//! the medium's ceiling, with no framing) and memcpy bandwidth (one thread copying
-//! the messages into an 8 MiB ring buffer: the cost of touching the bytes once).
+//! * SHM against **the bare ring**: a `tcpshm-ring` var queue of the same capacity in
+//!   shared memory, the same fill per message and the same read-and-check per message;
+//! * TCP against **the bare socket carrying the same frames**: tcpshm's wire frames
+//!   written in 256 KiB writes, read in large reads, walked and checked.
+//!
+//! Each size is judged in back-to-back pairs (`tcpshm_bench::pairs`): windows of a
+//! fixed time `R O R O ... R`, the rate ratio within each pair, pairs whose reference
+//! rate moved by more than 10% discarded, the median of the rest. Goals: 64 B over SHM
+//! ≥ 0.5x the bare ring; 64 B over TCP ≥ 0.5x the bare socket; 1 MiB over SHM ≥ 0.7x
+//! the bare ring. Then the **system calls per streamed message** over SHM (64 B).
 //!
 //! `cargo xtask bench stream` runs it; `--quick` is a smoke run of a few seconds.
 
-mod common;
-mod support;
-
-use common::{progress, Opts, Report, Row, Summary};
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
-use support::child::{self, Child};
-use support::clock::Clock;
-use support::ours::{self, Sink, DATA, FINISH};
-use support::{Scratch, ShmPrefix};
+use std::time::Duration;
+use tcpshm_bench::child::{self, Child};
+use tcpshm_bench::clock::Clock;
+use tcpshm_bench::common::{self, fmt_num, progress, Opts, Report, Row, Summary};
+use tcpshm_bench::ours::{self, Sink};
+use tcpshm_bench::pairs::{self, RatePairs, Turn};
+use tcpshm_bench::scratch::{Scratch, ShmPrefix};
+use tcpshm_bench::streams::{self, RingSender, SocketSender, Window};
+use tcpshm_bench::syscalls::{self, Strace};
 use tcpshm_client::{Client, TransportKind};
-use tcpshm_proto::Transport;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
-/// Queue bytes of the stream sessions (both ways, both transports).
+/// Queue bytes of the stream sessions (both ways, both transports), and the bare
+/// ring's capacity.
 const QUEUE: usize = 8 * MIB;
 /// Largest message.
 const MAX_MESSAGE: usize = MIB;
-/// The bare socket's write and read size.
-const CHUNK: usize = 256 * KIB;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
+enum Medium {
     Shm,
     Tcp,
-    Socket,
-    Memcpy,
 }
 
-impl Who {
-    const ALL: [Who; 4] = [Who::Shm, Who::Tcp, Who::Socket, Who::Memcpy];
-
+impl Medium {
     fn key(self) -> &'static str {
         match self {
-            Who::Shm => "shm",
-            Who::Tcp => "tcp",
-            Who::Socket => "socket",
-            Who::Memcpy => "memcpy",
+            Medium::Shm => "shm",
+            Medium::Tcp => "tcp",
         }
     }
-
+    fn ref_key(self) -> &'static str {
+        match self {
+            Medium::Shm => "ring",
+            Medium::Tcp => "socket",
+        }
+    }
     fn label(self) -> &'static str {
         match self {
-            Who::Shm => "tcpshm SHM",
-            Who::Tcp => "tcpshm TCP",
-            Who::Socket => "bare TCP socket, same bytes (256 KiB writes)",
-            Who::Memcpy => "memcpy into a ring buffer (one thread)",
+            Medium::Shm => "tcpshm SHM",
+            Medium::Tcp => "tcpshm TCP",
+        }
+    }
+    fn ref_label(self) -> &'static str {
+        match self {
+            Medium::Shm => "bare ring, same fill and check",
+            Medium::Tcp => "bare socket, same frames",
+        }
+    }
+    fn ref_short(self) -> &'static str {
+        match self {
+            Medium::Shm => "bare ring",
+            Medium::Tcp => "bare socket",
+        }
+    }
+    /// The goal at `size`: the least ratio to the reference.
+    fn goal(self, size: usize) -> Option<f64> {
+        match (self, size) {
+            (Medium::Shm, 64) => Some(0.5),
+            (Medium::Tcp, 64) => Some(0.5),
+            (Medium::Shm, MIB) => Some(0.7),
+            _ => None,
         }
     }
 }
@@ -71,10 +91,17 @@ fn sizes(opts: &Opts) -> Vec<usize> {
     }
 }
 
-/// Messages per run of `size`-byte messages.
-fn count(opts: &Opts, size: usize) -> u64 {
-    let (bytes, max) = if opts.quick { (4 * MIB, 200_000) } else { (512 * MIB, 10_000_000) };
-    ((bytes / size) as u64).clamp(16, max)
+fn span(opts: &Opts) -> Duration {
+    Duration::from_millis(if opts.quick { 30 } else { 300 })
+}
+
+fn pair_count(opts: &Opts, goal: bool) -> usize {
+    match (opts.runs_given, opts.quick, goal) {
+        (Some(n), _, _) => n.max(1),
+        (None, true, _) => 1,
+        (None, false, true) => 7,
+        (None, false, false) => 3,
+    }
 }
 
 fn size_name(size: usize) -> String {
@@ -87,125 +114,87 @@ fn size_name(size: usize) -> String {
     }
 }
 
-/// Messages per published batch: `push_more` stages, a `push` every batch publishes
-/// (and, over TCP, writes the batch in one system call). About 16 KiB or 64 messages.
-fn batch(size: usize) -> u64 {
-    (16 * KIB / size).clamp(1, 64) as u64
+/// The processes and connections of one medium: ours (client + sink server) and the
+/// reference (sender + sink role). Both sinks are paused while not measured.
+struct Setup {
+    ours_server: Child,
+    client: Client,
+    ref_server: Child,
+    reference: Reference,
+    _dir: Scratch,
+    _shm: ShmPrefix,
 }
 
-/// Streams `n` messages of `size` bytes and waits for the sink's count; returns the
-/// elapsed time.
-fn stream_ours(c: &mut Client, size: usize, n: u64, clock: &Clock, src: &[u8]) -> Duration {
-    let b = batch(size);
-    let t0 = Instant::now();
-    for i in 0..n {
-        let buf = loop {
-            match c.alloc(size) {
-                Ok(Some(_)) => break c.alloc(size).expect("alloc").expect("room"),
-                Ok(None) => {
-                    // Full: publish what is staged, send, take acks.
-                    c.poll(clock.now_ns());
-                }
-                Err(e) => panic!("alloc {size}: {e}"),
+enum Reference {
+    Ring(RingSender),
+    Socket(SocketSender),
+}
+
+impl Setup {
+    fn start(m: Medium, opts: &Opts, clock: &Clock) -> Setup {
+        let dir = Scratch::new("stream");
+        let shm = ShmPrefix::new();
+        let cpu = opts.cpus.1;
+        let mut ours_server = Child::spawn(
+            "sink",
+            cpu,
+            &["--storage".into(), dir.join("server"), "--shm-prefix".into(), shm.as_str().into()],
+        );
+        let addr = ours_server.expect("ready").parse().expect("address");
+        let kind = if m == Medium::Shm { TransportKind::Shm } else { TransportKind::Tcp };
+        let cfg = ours::client_config("stream", &dir.path().join("client"), shm.as_str(), QUEUE, MAX_MESSAGE);
+        let client = ours::connect(cfg, addr, kind, clock);
+        ours_server.stop();
+        let (mut ref_server, reference) = match m {
+            Medium::Shm => {
+                let file = shm.file("ring");
+                let sender = RingSender::create(&file, QUEUE);
+                let mut ch = Child::spawn(
+                    "ring-sink",
+                    cpu,
+                    &["--file".into(), file.display().to_string(), "--cap".into(), QUEUE.to_string()],
+                );
+                ch.expect("ready");
+                (ch, Reference::Ring(sender))
+            }
+            Medium::Tcp => {
+                let mut ch = Child::spawn("socket-sink", cpu, &["--max".into(), MAX_MESSAGE.to_string()]);
+                let addr = ch.expect("ready");
+                (ch, Reference::Socket(SocketSender::connect(&addr, MAX_MESSAGE)))
             }
         };
-        buf.copy_from_slice(&src[..size]);
-        if size >= 8 {
-            buf[..8].copy_from_slice(&i.to_le_bytes());
-        }
-        if (i + 1) % b == 0 {
-            c.push(DATA).expect("push");
-        } else {
-            c.push_more(DATA).expect("push_more");
-        }
+        ref_server.stop();
+        Setup { ours_server, client, ref_server, reference, _dir: dir, _shm: shm }
     }
-    loop {
-        match c.alloc(0) {
-            Ok(Some(_)) => break,
-            Ok(None) => {
-                c.poll(clock.now_ns());
+
+    fn ours(&mut self, size: usize, span: Duration, clock: &Clock, src: &[u8]) -> Window {
+        self.ours_server.resume();
+        // A short warm-up window (not counted): caches, the ring's pages.
+        streams::ours(&mut self.client, size, span / 10, clock, src);
+        let w = streams::ours(&mut self.client, size, span, clock, src);
+        self.ours_server.stop();
+        w
+    }
+
+    fn reference(&mut self, size: usize, span: Duration, clock: &Clock, src: &[u8]) -> Window {
+        self.ref_server.resume();
+        let w = match &mut self.reference {
+            Reference::Ring(r) => {
+                r.window(size, span / 10, clock, src);
+                r.window(size, span, clock, src)
             }
-            Err(e) => panic!("alloc: {e}"),
-        }
-    }
-    c.push(FINISH).expect("push");
-    loop {
-        if let Some(m) = c.front() {
-            assert_eq!(m.msg_type, FINISH, "the sink answers only FINISH");
-            let got = u64::from_le_bytes(m.payload.try_into().expect("8-byte count"));
-            assert_eq!(got, n, "the sink received {got} of {n} messages");
-            c.pop();
-            break;
-        }
-        if !c.poll(clock.now_ns()) {
-            panic!("connection lost while streaming: {:?}", c.close_reason());
-        }
-    }
-    t0.elapsed()
-}
-
-/// Sends `n * size` bytes through the bare socket and waits for the sink's answer.
-fn stream_socket(s: &mut std::net::TcpStream, size: usize, n: u64, src: &[u8]) -> Duration {
-    let total = n * size as u64;
-    let t0 = Instant::now();
-    s.write_all(&total.to_le_bytes()).expect("write");
-    let mut left = total;
-    while left > 0 {
-        let k = (left as usize).min(CHUNK);
-        s.write_all(&src[..k]).expect("write");
-        left -= k as u64;
-    }
-    let mut ack = [0u8; 8];
-    s.read_exact(&mut ack).expect("read the sink's answer");
-    assert_eq!(u64::from_le_bytes(ack), total, "the socket sink counted other bytes");
-    t0.elapsed()
-}
-
-/// Copies `n` messages of `size` bytes into an 8 MiB ring buffer.
-fn stream_memcpy(size: usize, n: u64, src: &[u8], dst: &mut [u8]) -> Duration {
-    let t0 = Instant::now();
-    let mut at = 0usize;
-    for _ in 0..n {
-        if at + size > dst.len() {
-            at = 0;
-        }
-        dst[at..at + size].copy_from_slice(&src[..size]);
-        at += size;
-        std::hint::black_box(&mut dst[at - 1]);
-    }
-    t0.elapsed()
-}
-
-/// The socket sink role: echoes nothing, counts bytes; per stream, reads the 8-byte
-/// total, then that many bytes, then answers the total.
-fn socket_sink() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    child::announce(&format!("ready {}", l.local_addr().expect("addr")));
-    let (mut s, _) = l.accept().expect("accept");
-    s.set_nodelay(true).expect("nodelay");
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let mut head = [0u8; 8];
-        if s.read_exact(&mut head).is_err() {
-            return;
-        }
-        let total = u64::from_le_bytes(head);
-        let mut got = 0u64;
-        while got < total {
-            let k = ((total - got) as usize).min(CHUNK);
-            match s.read(&mut buf[..k]) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got += n as u64,
+            Reference::Socket(s) => {
+                s.window(size, span / 10, clock, src);
+                s.window(size, span, clock, src)
             }
-        }
-        if s.write_all(&got.to_le_bytes()).is_err() {
-            return;
-        }
+        };
+        self.ref_server.stop();
+        w
     }
 }
 
 fn role(name: &str, args: &[String]) {
-    child::pin_from_args(args);
+    child::become_child(args);
     match name {
         "sink" => {
             let clock = Clock::calibrate(Duration::from_millis(5));
@@ -214,8 +203,72 @@ fn role(name: &str, args: &[String]) {
             let cfg = ours::server_config(std::path::Path::new(storage), prefix, QUEUE, MAX_MESSAGE);
             ours::serve(cfg, vec![Sink::default()], clock)
         }
-        "socket-sink" => socket_sink(),
+        "ring-sink" => streams::ring_sink(args),
+        "socket-sink" => streams::socket_sink(args),
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Calls per streamed message over SHM at `size`: exact counts, and the names.
+fn count_calls(s: &mut Setup, size: usize, opts: &Opts, clock: &Clock, src: &[u8], report: &mut Report) {
+    let span = if opts.quick { Duration::from_millis(50) } else { Duration::from_millis(1000) };
+    s.ours_server.resume();
+    streams::ours(&mut s.client, size, span / 4, clock, src);
+    let pid = s.ours_server.pid();
+    let client = &mut s.client;
+    let per = syscalls::count(pid, || streams::ours(client, size, span, clock, src).messages + 1);
+    let dir = Scratch::new("strace");
+    let mut names = |target: u32, file: &str| -> Result<String, String> {
+        let own = target == std::process::id();
+        let st = Strace::attach(target, !own, &dir.path().join(file))?;
+        streams::ours(&mut s.client, size, span / 2, clock, src);
+        st.finish(own).map(|m| syscalls::names_text(&m))
+    };
+    let server_names = names(pid, "server");
+    let client_names = names(std::process::id(), "client");
+    s.ours_server.stop();
+    let text = |r: &Result<String, String>| match r {
+        Ok(t) => t.clone(),
+        Err(e) => format!("not measured: {e}"),
+    };
+    match &per {
+        Ok(p) => {
+            report.section(
+                &format!("System calls per streamed message (SHM, {})", size_name(size)),
+                format!(
+                    "{} messages (and the FINISH) streamed: the server's polling thread made {} calls ({:.5} per \
+                     message), the client {} ({:.5} per message). By name (strace, a separate window): server: {}; \
+                     client: {}.\n",
+                    p.messages,
+                    p.server,
+                    p.server_per(),
+                    p.client,
+                    p.client_per(),
+                    text(&server_names),
+                    text(&client_names)
+                ),
+            );
+            let sum = Summary { median: p.server_per(), best: p.server_per() };
+            let csum = Summary { median: p.client_per(), best: p.client_per() };
+            report.push(
+                Row::new(
+                    &format!("stream.shm.{size}.syscalls"),
+                    &format!("{} SHM stream: system calls per message, server (client beside)", size_name(size)),
+                    "calls/msg",
+                    sum,
+                )
+                .also(csum, "client calls/msg")
+                .check("server calls per message", p.server_per(), 0.01, false)
+                .check("client calls per message", p.client_per(), 0.01, false),
+            );
+            report.data(
+                "syscalls",
+                serde_json::json!({"shm_64": {"messages": p.messages, "server_calls": p.server, "client_calls": p.client,
+                    "server_per_message": p.server_per(), "client_per_message": p.client_per(),
+                    "server_names": server_names.as_ref().ok(), "client_names": client_names.as_ref().ok()}}),
+            );
+        }
+        Err(e) => report.skip("SHM stream: system calls per message", e),
     }
 }
 
@@ -228,140 +281,104 @@ fn main() {
     if !common::pin_to_cpu(opts.cpus.0) {
         eprintln!("warning: could not pin the sender to cpu {}; running unpinned", opts.cpus.0);
     }
-    let clock = Clock::calibrate(Duration::from_millis(5));
+    let clock = Clock::calibrate(Duration::from_millis(if opts.quick { 5 } else { 50 }));
     let sizes = sizes(&opts);
-    let plan: Vec<Who> = Who::ALL.into_iter().filter(|w| opts.wants(&format!("stream.{}", w.key()))).collect();
-    let src: Vec<u8> = (0..MIB.max(CHUNK)).map(|i| (i * 131 % 251) as u8).collect();
-    // Touched once, so memcpy measures copying, not first-touch page faults.
-    let mut dst = vec![1u8; 8 * MIB];
-
-    // results[who][size] = elapsed per run
-    let mut results: Vec<Vec<Vec<Duration>>> =
-        plan.iter().map(|_| sizes.iter().map(|_| Vec::new()).collect()).collect();
-    let total = opts.runs * plan.len() * sizes.len();
-    let mut done = 0;
-    for round in 0..opts.runs {
-        for (wi, who) in plan.iter().enumerate() {
-            let dir = Scratch::new("stream");
-            let shm = ShmPrefix::new();
-            let mut server: Option<Child> = None;
-            let mut client: Option<Client> = None;
-            let mut socket: Option<std::net::TcpStream> = None;
-            match who {
-                Who::Shm | Who::Tcp => {
-                    let d = dir.path().join("server").display().to_string();
-                    let mut ch = Child::spawn(
-                        "sink",
-                        opts.cpus.1,
-                        &["--storage".into(), d, "--shm-prefix".into(), shm.as_str().into()],
-                    );
-                    let addr = ch.expect("ready").parse().expect("address");
-                    let kind = if *who == Who::Shm { TransportKind::Shm } else { TransportKind::Tcp };
-                    let cfg =
-                        ours::client_config("stream", &dir.path().join("client"), shm.as_str(), QUEUE, MAX_MESSAGE);
-                    client = Some(ours::connect(cfg, addr, kind, &clock));
-                    server = Some(ch);
+    let media: Vec<Medium> =
+        [Medium::Shm, Medium::Tcp].into_iter().filter(|m| opts.wants(&format!("stream.{}", m.key()))).collect();
+    let src: Vec<u8> = (0..MIB).map(|i| (i * 131 % 251) as u8).collect();
+    let total: usize = media.len()
+        * sizes.iter().map(|&s| 2 * pair_count(&opts, Medium::Shm.goal(s).is_some()) + 1).sum::<usize>()
+        + usize::from(media.contains(&Medium::Shm));
+    let mut step = 0;
+    let mut report = Report::new("stream");
+    let mut data = serde_json::Map::new();
+    let mut md = String::from(
+        "| size | transport | ours (M msg/s) | reference (M msg/s) | ratio per pair | median ratio | discarded |\n\
+         |---|---|---:|---:|---|---:|---:|\n",
+    );
+    for &m in &media {
+        let mut s = Setup::start(m, &opts, &clock);
+        for &size in &sizes {
+            let n = pair_count(&opts, m.goal(size).is_some());
+            let span = span(&opts);
+            let (refs, ours) = pairs::chain(n, |turn, i| {
+                let who = if turn == Turn::Ours { m.label() } else { m.ref_short() };
+                let of = if turn == Turn::Ours { n } else { n + 1 };
+                progress(step, total, &format!("stream {who} {} window {}/{of}", size_name(size), i + 1));
+                step += 1;
+                match turn {
+                    Turn::Reference => s.reference(size, span, &clock, &src).mmsgs(),
+                    Turn::Ours => s.ours(size, span, &clock, &src).mmsgs(),
                 }
-                Who::Socket => {
-                    let mut ch = Child::spawn("socket-sink", opts.cpus.1, &[]);
-                    let addr = ch.expect("ready");
-                    let s = std::net::TcpStream::connect(addr).expect("connect");
-                    s.set_nodelay(true).expect("nodelay");
-                    socket = Some(s);
-                    server = Some(ch);
-                }
-                Who::Memcpy => {}
+            });
+            let j = RatePairs::judge(&refs, &ours);
+            let gb = |mm: f64| mm * size as f64 / 1000.0;
+            let best_o = j.pairs.iter().filter(|p| p.kept).map(|p| p.ours).fold(f64::NAN, f64::max);
+            let best_r =
+                j.pairs.iter().filter(|p| p.kept).map(|p| p.reference.0.max(p.reference.1)).fold(f64::NAN, f64::max);
+            let osum = Summary { median: j.median_ours(), best: best_o };
+            let rsum = Summary { median: j.median_reference(), best: best_r };
+            let key = format!("stream.{}.{size}", m.key());
+            let mut row = Row::new(&key, &format!("{} messages: {}", size_name(size), m.label()), "Mmsg/s", osum)
+                .also(Summary { median: gb(osum.median), best: gb(osum.best) }, "GB/s")
+                .param("bytes", size as f64)
+                .param("pairs_discarded", j.discarded() as f64)
+                .ratio(&format!("{} (median of pairs)", m.ref_short()), j.median);
+            if let Some(g) = m.goal(size) {
+                row = row.check(&format!("rate / {}", m.ref_short()), j.median, g, true);
             }
-            for (si, &size) in sizes.iter().enumerate() {
-                progress(
-                    done,
-                    total,
-                    &format!("stream {} {} (run {}/{})", who.label(), size_name(size), round + 1, opts.runs),
-                );
-                done += 1;
-                let n = count(&opts, size);
-                let t = match who {
-                    Who::Shm | Who::Tcp => stream_ours(client.as_mut().expect("client"), size, n, &clock, &src),
-                    Who::Socket => stream_socket(socket.as_mut().expect("socket"), size, n, &src),
-                    Who::Memcpy => stream_memcpy(size, n, &src, &mut dst),
-                };
-                if opts.verbose {
-                    eprintln!(
-                        "stream.{}.{size} run {round}: {:.1} Mmsg/s",
-                        who.key(),
-                        n as f64 / t.as_secs_f64() / 1e6
-                    );
-                }
-                results[wi][si].push(t);
-            }
-            drop(client);
-            drop(socket);
-            drop(server);
+            report.push(row);
+            report.push(
+                Row::reference(
+                    &format!("stream.{}.{size}", m.ref_key()),
+                    &format!("{} messages: {}", size_name(size), m.ref_label()),
+                    "Mmsg/s",
+                    rsum,
+                )
+                .also(Summary { median: gb(rsum.median), best: gb(rsum.best) }, "GB/s")
+                .param("bytes", size as f64),
+            );
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {} |\n",
+                size_name(size),
+                m.label(),
+                fmt_num(j.median_ours()),
+                fmt_num(j.median_reference()),
+                j.compact(),
+                j.median,
+                j.discarded()
+            ));
+            data.insert(key, j.json());
+        }
+        if m == Medium::Shm {
+            progress(step, total, "stream tcpshm SHM 64 B: counting system calls");
+            step += 1;
+            count_calls(&mut s, 64, &opts, &clock, &src, &mut report);
         }
     }
     progress(total, total, "stream done");
-
-    let mut report = Report::new("stream");
-    // Median throughputs for the ratios: [who][size] -> (msgs/s, GB/s) summaries.
-    let mut med: Vec<Vec<(Summary, Summary)>> = Vec::new();
-    for per_size in &results {
-        let mut v = Vec::new();
-        for (si, runs) in per_size.iter().enumerate() {
-            let size = sizes[si];
-            let n = count(&opts, size) as f64;
-            let msgs: Vec<f64> = runs.iter().map(|t| n / t.as_secs_f64() / 1e6).collect();
-            let gbs: Vec<f64> = runs.iter().map(|t| n * size as f64 / t.as_secs_f64() / 1e9).collect();
-            v.push((Summary::of_higher_is_better(msgs), Summary::of_higher_is_better(gbs)));
-        }
-        med.push(v);
-    }
-    let find = |w: Who, si: usize| plan.iter().position(|x| *x == w).map(|i| med[i][si]);
-    for (si, &size) in sizes.iter().enumerate() {
-        for (wi, who) in plan.iter().enumerate() {
-            let (msgs, gbs) = med[wi][si];
-            let key = format!("stream.{}.{size}", who.key());
-            let label = format!("{} B messages: {}", size, who.label());
-            let mut row = match who {
-                Who::Shm | Who::Tcp => Row::new(&key, &label, "Mmsg/s", msgs),
-                _ => Row::reference(&key, &label, "Mmsg/s", msgs),
-            };
-            row = row.also(gbs, "GB/s").param("bytes", size as f64);
-            match who {
-                Who::Shm => {
-                    if let Some((_, m)) = find(Who::Memcpy, si) {
-                        row = row.ratio("memcpy", gbs.median / m.median);
-                    }
-                    if let Some((_, t)) = find(Who::Tcp, si) {
-                        row = row.ratio("tcpshm TCP", gbs.median / t.median);
-                    }
-                    if size == 64 {
-                        row = row.goal(">= 50 M msgs/s over SHM", msgs.median >= 50.0);
-                    }
-                }
-                Who::Tcp => {
-                    if let Some((_, s)) = find(Who::Socket, si) {
-                        row = row.ratio("bare socket", gbs.median / s.median);
-                    }
-                }
-                _ => {}
-            }
-            report.push(row);
-        }
-    }
+    report.section("Pairs", md);
+    report.data("pairs", serde_json::Value::Object(data));
     report.note(&format!(
-        "Per run and size: N messages (about {} of payload, at least 16 and at most {} messages), then a FINISH \
-         that the server answers with the count it received (each message's sequence number checked); \
-         throughput = N / (first push .. answer). The sender stages with push_more and publishes every ~16 KiB \
-         or 64 messages; a full queue is polled (flush, acks) until there is room. Queues of {} MiB each way; \
-         the server is `tcpshm-server` with its default per-poll budget.",
-        if opts.quick { "4 MiB" } else { "512 MiB" },
-        if opts.quick { 200_000 } else { 10_000_000 },
-        QUEUE / MIB
+        "Per size, a chain of windows R O R O ... R (reference, ours), each a warm-up of a tenth of a window then \
+         {} ms of messages sent as fast as the receiver takes them, then a FINISH the receiver answers with the \
+         count it got (each message's number checked); rate = messages / (first message .. answer). Each O pairs \
+         with the R before and after it: ratio = ours / the mean of the two; a pair is discarded when the two \
+         reference windows differ by more than {:.0}%; rows show the median over the kept pairs ({} pairs at the \
+         goal sizes, {} elsewhere). All sinks stay up; the one not measured is paused (SIGSTOP).",
+        span(&opts).as_millis(),
+        pairs::MOVE_LIMIT * 100.0,
+        pair_count(&opts, true),
+        pair_count(&opts, false),
     ));
     report.note(&format!(
-        "{} runs per size in interleaved rounds; median and best run. Ratios are of GB/s medians. The bare socket \
-         moves the payload bytes only (no frame headers); memcpy is one thread copying the same messages.",
-        opts.runs
+        "Sender and receiver do the same work for ours and the references: the sender copies the message from \
+         a source buffer and writes its number in its first 8 bytes, staging {} and publishing every ~16 KiB or \
+         64 messages; the receiver reads every byte (8 at a time) and checks the number. Queues and the bare ring \
+         hold {} MiB. tcpshm's server is `tcpshm-server` with its defaults (256 messages per connection per \
+         poll); the bare socket writes 256 KiB at a time.",
+        "with push_more",
+        QUEUE / MIB
     ));
     report.finish(&opts);
 }

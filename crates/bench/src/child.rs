@@ -1,7 +1,13 @@
-//! Separate processes: the bench binary re-executes itself with `--role NAME` (the
-//! server side of a measurement), pinned to its own cpu. The child announces itself
-//! with lines on stdout (`ready ...`); it is killed when its `Child` handle drops, and
-//! it exits by itself when its parent is gone.
+//! Separate processes: a bench binary re-executes itself with `--role NAME` (a server
+//! side of a measurement), pinned to its own cpu. The child announces itself with
+//! lines on stdout (`ready ...`); it is killed when its [`Child`] handle drops, and the
+//! kernel kills it when its parent dies (`PR_SET_PDEATHSIG`), so its busy loop needs no
+//! check of its own (a `getppid` every few thousand iterations would be a system call
+//! in the very loop whose system calls the benches count).
+//!
+//! A parent pauses a child it is not measuring with [`Child::stop`] (`SIGSTOP`) and
+//! resumes it with [`Child::resume`]: the benches keep several servers alive on the
+//! same cpu, one running at a time, to measure ours and a reference back to back.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdout, Command, Stdio};
@@ -31,28 +37,21 @@ pub fn announce(line: &str) {
     out.flush().expect("child: stdout");
 }
 
-/// Watches for the parent's death (the child is re-parented): cheap enough to call
-/// every few thousand iterations of a busy loop.
-pub struct Orphan {
-    parent: Option<rustix::process::Pid>,
-}
-
-impl Orphan {
-    /// Remembers the current parent.
-    pub fn new() -> Orphan {
-        Orphan { parent: rustix::process::getppid() }
+/// Sets up this process as a child role: dies with its parent, pinned to the cpu
+/// given by `--cpu` (if any). Returns the cpu.
+pub fn become_child(args: &[String]) -> Option<usize> {
+    let parent = rustix::process::getppid();
+    // SIGKILL when the parent dies: also ends a child the parent left stopped.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if rustix::process::getppid() != parent {
+        // The parent died before the signal was armed.
+        std::process::exit(0);
     }
-
-    /// Whether the parent that started us is gone.
-    pub fn orphaned(&self) -> bool {
-        rustix::process::getppid() != self.parent
+    let cpu: usize = arg(args, "--cpu")?.parse().ok()?;
+    if !crate::common::pin_to_cpu(cpu) {
+        eprintln!("warning: child could not pin itself to cpu {cpu}; running unpinned");
     }
-}
-
-impl Default for Orphan {
-    fn default() -> Self {
-        Orphan::new()
-    }
+    Some(cpu)
 }
 
 /// A child process in a role, killed (SIGKILL) and reaped on drop.
@@ -60,6 +59,7 @@ pub struct Child {
     role: String,
     proc: std::process::Child,
     out: BufReader<ChildStdout>,
+    stopped: bool,
 }
 
 impl Child {
@@ -78,7 +78,17 @@ impl Child {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start child role {role}: {e}"));
         let out = BufReader::new(proc.stdout.take().expect("piped stdout"));
-        Child { role: role.to_string(), proc, out }
+        Child { role: role.to_string(), proc, out, stopped: false }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
+    /// The role's name.
+    pub fn role(&self) -> &str {
+        &self.role
     }
 
     /// The next line the child writes; panics (with the child's status) if it ended.
@@ -103,8 +113,35 @@ impl Child {
         }
     }
 
+    fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.proc.id() as i32).expect("a child's pid is positive");
+        rustix::process::kill_process(pid, sig).unwrap_or_else(|e| panic!("signal child {}: {e}", self.role));
+    }
+
+    /// Pauses the child (`SIGSTOP`): it uses no cpu until [`resume`](Self::resume).
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            self.signal(rustix::process::Signal::STOP);
+            self.stopped = true;
+        }
+    }
+
+    /// Lets a stopped child run again (`SIGCONT`).
+    pub fn resume(&mut self) {
+        if self.stopped {
+            self.signal(rustix::process::Signal::CONT);
+            self.stopped = false;
+        }
+    }
+
+    /// Whether the child is paused.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// Waits for the child to exit by itself (after it was told to stop).
     pub fn wait(mut self) -> std::process::ExitStatus {
+        self.resume();
         let st = self.proc.wait().expect("wait child");
         std::mem::forget(self);
         st
@@ -116,14 +153,4 @@ impl Drop for Child {
         let _ = self.proc.kill();
         let _ = self.proc.wait();
     }
-}
-
-/// Pins this process (its calling thread, and threads it starts later) to `cpu`,
-/// read from `--cpu` in `args`; warns if refused.
-pub fn pin_from_args(args: &[String]) -> usize {
-    let cpu: usize = parsed(args, "--cpu");
-    if !crate::common::pin_to_cpu(cpu) {
-        eprintln!("warning: child could not pin itself to cpu {cpu}; running unpinned");
-    }
-    cpu
 }

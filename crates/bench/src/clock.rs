@@ -41,6 +41,21 @@ impl Clock {
         Clock { ns_per_tick, origin: t0 }
     }
 
+    /// A clock of `ns_per_tick` without calibration (for tests of code that converts).
+    pub fn fixed(ns_per_tick: f64) -> Clock {
+        Clock { ns_per_tick, origin: 0 }
+    }
+
+    /// Nanoseconds per tick, as calibrated.
+    pub fn ns_per_tick(&self) -> f64 {
+        self.ns_per_tick
+    }
+
+    /// Ticks in `ns` nanoseconds.
+    pub fn ticks_in(&self, ns: f64) -> u64 {
+        (ns / self.ns_per_tick) as u64
+    }
+
     /// Nanoseconds in `dt` ticks.
     #[inline(always)]
     pub fn ns(&self, dt: u64) -> f64 {

@@ -1,12 +1,14 @@
-//! Shared plumbing of every benchmark binary of the workspace (the root package's
-//! `benches/` and the crates' `benches/`, which include this file with
-//! `#[path = "../../../benches/common/mod.rs"] mod common;`): argument parsing, cpu
+//! Shared plumbing of every benchmark binary of the workspace: argument parsing, cpu
 //! pinning, two pinned threads started together, repeated runs summarised as median
-//! and best, latency distributions, progress lines, and the report rows that
-//! `cargo xtask bench` collects into `target/bench/report.{json,md}`.
+//! and best, latency distributions, progress lines, and the report rows (with their
+//! goals, checked at several percentiles) and sections that `cargo xtask bench`
+//! collects into `target/bench/report.{json,md}`.
 //!
-//! It depends only on `std`, `rustix` (affinity) and `serde_json` (the report), so
-//! every crate's benches can include it.
+//! The suites of `tcpshm-bench` use it as `tcpshm_bench::common`. The ring and
+//! persist crates' benches include this same file by path (`benches/common/mod.rs` at
+//! the workspace root is a link to it) until they take `tcpshm-bench` as a
+//! dev-dependency; so it depends only on `std`, `rustix` (affinity) and `serde_json`
+//! (the report), and names nothing else of its crate.
 //!
 //! Benchmarks never assert a time: they measure, compare against references measured
 //! in the same run, and report ratios. They do check that every item arrived intact
@@ -16,7 +18,7 @@
 use std::io::Write;
 use std::sync::Barrier;
 
-/// Command-line options every ring bench binary accepts.
+/// Command-line options every bench binary accepts.
 #[derive(Debug, Clone)]
 pub struct Opts {
     /// Short smoke run (CI proves the harness works; figures are meaningless).
@@ -38,12 +40,17 @@ pub struct Opts {
     /// Why the ZeroMQ references are not measured, as decided by `cargo xtask bench`
     /// (`--zmq-skip REASON`), printed in the report.
     pub zmq_skip: Option<String>,
+    /// `--runs N` as given (`None`: the default); suites measured in pairs use it as
+    /// their number of pairs and choose their own default.
+    pub runs_given: Option<usize>,
+    /// Record what ran in the slowest round trips on each side (`--trace-tail`).
+    pub trace_tail: bool,
 }
 
 impl Opts {
     /// Parses `--quick`, `--runs N`, `--json PATH`, `--cpus A,B`, `--verbose`,
-    /// `--with-zmq`, `--zmq-skip REASON` and an optional bare `FILTER`; ignores the
-    /// `--bench` flag cargo passes.
+    /// `--with-zmq`, `--zmq-skip REASON`, `--trace-tail` and an optional bare `FILTER`;
+    /// ignores the `--bench` flag cargo passes.
     pub fn from_args() -> Opts {
         let mut o = Opts {
             quick: false,
@@ -54,6 +61,8 @@ impl Opts {
             filter: None,
             with_zmq: false,
             zmq_skip: None,
+            runs_given: None,
+            trace_tail: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -62,7 +71,11 @@ impl Opts {
                 "--verbose" => o.verbose = true,
                 "--with-zmq" => o.with_zmq = true,
                 "--zmq-skip" => o.zmq_skip = args.next(),
-                "--runs" => o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+                "--trace-tail" => o.trace_tail = true,
+                "--runs" => {
+                    o.runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N");
+                    o.runs_given = Some(o.runs);
+                }
                 "--json" => o.json = args.next().map(Into::into),
                 "--cpus" => {
                     let v = args.next().expect("--cpus A,B");
@@ -237,6 +250,42 @@ pub struct Row {
     pub latency: Option<Latency>,
     /// Free-form numbers for plots and tables, e.g. `("bytes", 64.0)`; stable keys.
     pub params: Vec<(&'static str, f64)>,
+    /// The goal as separate checks (e.g. one per percentile); the row's goal is met
+    /// when every check is (a miss at any one is a miss).
+    pub checks: Vec<Check>,
+}
+
+/// One check of a goal: `value` against `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// What is checked, e.g. `p99 ratio to the SHM floor`.
+    pub what: String,
+    /// The measured value (a ratio, usually).
+    pub value: f64,
+    /// The bound.
+    pub limit: f64,
+    /// `value >= limit` is the goal (else `value <= limit`).
+    pub at_least: bool,
+}
+
+impl Check {
+    /// Whether the value is within the bound (a value that is not a number is a miss).
+    pub fn met(&self) -> bool {
+        if self.at_least {
+            self.value >= self.limit
+        } else {
+            self.value <= self.limit
+        }
+    }
+
+    /// `<=` or `>=`.
+    pub fn op(&self) -> &'static str {
+        if self.at_least {
+            ">="
+        } else {
+            "<="
+        }
+    }
 }
 
 impl Row {
@@ -253,6 +302,7 @@ impl Row {
             reference: false,
             latency: None,
             params: Vec::new(),
+            checks: Vec::new(),
         }
     }
     /// A row measuring a reference, not tcpshm.
@@ -283,6 +333,23 @@ impl Row {
     pub fn param(mut self, name: &'static str, x: f64) -> Row {
         self.params.push((name, x));
         self
+    }
+    /// Adds a check of the goal: `value <= limit` (or `>=` if `at_least`).
+    pub fn check(mut self, what: &str, value: f64, limit: f64, at_least: bool) -> Row {
+        self.checks.push(Check { what: what.to_string(), value, limit, at_least });
+        self
+    }
+    /// The goal in words and whether it was met: the explicit goal, else the checks.
+    pub fn verdict(&self) -> Option<(String, bool)> {
+        if let Some(g) = &self.goal {
+            return Some(g.clone());
+        }
+        if self.checks.is_empty() {
+            return None;
+        }
+        let text: Vec<String> =
+            self.checks.iter().map(|c| format!("{} {} {}", c.what, c.op(), fmt_num(c.limit))).collect();
+        Some((text.join(", "), self.checks.iter().all(Check::met)))
     }
 }
 
@@ -356,12 +423,23 @@ pub struct Report {
     pub notes: Vec<String>,
     /// What was not measured, and why: `(what, why)`.
     pub skipped: Vec<(String, String)>,
+    /// Further markdown sections after the table: `(title, markdown)`.
+    pub sections: Vec<(String, String)>,
+    /// Further figures under stable keys (the part's `data` in the JSON report).
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Report {
     /// A new empty report.
     pub fn new(name: &str) -> Report {
-        Report { name: name.to_string(), rows: Vec::new(), notes: Vec::new(), skipped: Vec::new() }
+        Report {
+            name: name.to_string(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+            skipped: Vec::new(),
+            sections: Vec::new(),
+            data: serde_json::Map::new(),
+        }
     }
 
     /// Appends a row.
@@ -372,6 +450,16 @@ impl Report {
     /// Appends a methodology note.
     pub fn note(&mut self, note: &str) {
         self.notes.push(note.to_string());
+    }
+
+    /// Appends a markdown section (shown after the table).
+    pub fn section(&mut self, title: &str, markdown: String) {
+        self.sections.push((title.to_string(), markdown));
+    }
+
+    /// Records figures under a stable key of the part's `data`.
+    pub fn data(&mut self, key: &str, value: serde_json::Value) {
+        self.data.insert(key.to_string(), value);
     }
 
     /// Records that `what` was not measured, and why (the report says so plainly).
@@ -391,9 +479,8 @@ impl Report {
         for r in &self.rows {
             let ratio: Vec<String> = r.ratios.iter().map(|(n, x)| format!("{x:.2}x {n}")).collect();
             let goal = r
-                .goal
-                .as_ref()
-                .map(|(g, ok)| format!("{} ({g})", if *ok { "met" } else { "**missed**" }))
+                .verdict()
+                .map(|(g, ok)| format!("{} ({g})", if ok { "met" } else { "**missed**" }))
                 .unwrap_or_default();
             s.push_str(&format!(
                 "| {} | {} | {} | {} |",
@@ -431,6 +518,12 @@ impl Report {
                 ));
             }
         }
+        for (title, md) in &self.sections {
+            s.push_str(&format!("\n#### {title}\n\n{md}"));
+            if !md.ends_with('\n') {
+                s.push('\n');
+            }
+        }
         if !self.skipped.is_empty() {
             s.push_str("\nNot measured:\n\n");
             for (what, why) in &self.skipped {
@@ -457,6 +550,15 @@ impl Report {
                     let first = r.ratios.first();
                     let ratios: Vec<serde_json::Value> =
                         r.ratios.iter().map(|(n, x)| serde_json::json!({"to": n, "ratio": x})).collect();
+                    let verdict = r.verdict();
+                    let checks: Vec<serde_json::Value> = r
+                        .checks
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({"what": c.what, "value": c.value, "limit": c.limit, "op": c.op(),
+                                               "met": c.met()})
+                        })
+                        .collect();
                     serde_json::json!({
                         "key": r.key,
                         "label": r.label,
@@ -469,8 +571,9 @@ impl Report {
                         "ratio_to": first.map(|(n, _)| n.clone()),
                         "ratio": first.map(|(_, x)| *x),
                         "ratios": ratios,
-                        "goal": r.goal.as_ref().map(|(g, _)| g.clone()),
-                        "goal_met": r.goal.as_ref().map(|(_, ok)| *ok),
+                        "goal": verdict.as_ref().map(|(g, _)| g.clone()),
+                        "goal_met": verdict.as_ref().map(|(_, ok)| *ok),
+                        "checks": checks,
                         "reference": r.reference,
                         "latency": r.latency.as_ref().map(Latency::json),
                         "params": r.params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -485,6 +588,8 @@ impl Report {
                 "markdown": self.markdown(),
                 "notes": self.notes,
                 "skipped": self.skipped.iter().map(|(w, y)| serde_json::json!({"what": w, "why": y})).collect::<Vec<_>>(),
+                "sections": self.sections.iter().map(|(t, m)| serde_json::json!({"title": t, "markdown": m})).collect::<Vec<_>>(),
+                "data": self.data,
                 "rows": rows,
             });
             if let Some(dir) = path.parent() {
@@ -498,6 +603,9 @@ impl Report {
 
 /// A number with about three significant digits.
 pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return "?".into();
+    }
     if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 10.0 {

@@ -13,7 +13,7 @@
 //! * **ZeroMQ** REQ/REP over `tcp://` and `ipc://` (feature `zmq`): blocking
 //!   `send`/`recv`, ZeroMQ's usual way (its I/O thread shares the process's cpu).
 
-use super::child::{announce, arg, Orphan};
+use crate::child::{announce, arg};
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +25,13 @@ pub trait Pinger {
 }
 
 /// tcpshm's side: any [`Transport`](tcpshm_proto::Transport) (a `Client`, a
-/// `UnixConnection`).
+/// `Connection<UnixStream>`).
 pub struct Ours<T>(pub T);
 
 impl<T: tcpshm_proto::Transport> Pinger for Ours<T> {
     #[inline]
     fn ping(&mut self, msg: &[u8], now: u64) -> bool {
-        super::ours::ping(&mut self.0, msg, now)
+        crate::ours::ping(&mut self.0, msg, now)
     }
 }
 
@@ -92,8 +92,19 @@ impl Shared {
         Shared { map }
     }
 
-    fn base(&mut self) -> *mut u8 {
+    /// The start of the mapping.
+    pub fn base(&mut self) -> *mut u8 {
         self.map.as_mut_ptr()
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
@@ -155,8 +166,7 @@ unsafe fn put(slot: *mut Slot, msg: &[u8], seq: u64) {
 /// `slot` points into a live mapping; the payload returned is valid until this side
 /// answers (the peer writes the slot again only after that).
 #[inline(always)]
-unsafe fn wait<'a>(slot: *const Slot, seq: u64, orphan: Option<&Orphan>) -> Option<&'a [u8]> {
-    let mut spins = 0u32;
+unsafe fn wait<'a>(slot: *const Slot, seq: u64) -> Option<&'a [u8]> {
     loop {
         // SAFETY: the slot is live (contract).
         let s = unsafe { (*slot).seq.load(Ordering::Acquire) };
@@ -164,10 +174,6 @@ unsafe fn wait<'a>(slot: *const Slot, seq: u64, orphan: Option<&Orphan>) -> Opti
             break;
         }
         if s == STOP {
-            return None;
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 20) && orphan.is_some_and(Orphan::orphaned) {
             return None;
         }
         std::hint::spin_loop();
@@ -188,7 +194,7 @@ impl Pinger for SlotPinger {
         // SAFETY: the mapping lives in `self`; strict ping-pong (see `put`/`wait`).
         unsafe {
             put(self.out, msg, self.seq);
-            wait(self.inn, self.seq, None).is_some_and(|echo| echo == msg)
+            wait(self.inn, self.seq).is_some_and(|echo| echo == msg)
         }
     }
 }
@@ -204,14 +210,13 @@ impl Drop for SlotPinger {
 pub fn slot_server(args: &[String]) {
     let mut sh = Shared::open(Path::new(arg(args, "--file").expect("--file")));
     let (out, inn) = slots(&mut sh, true);
-    let orphan = Orphan::new();
     announce("ready");
     let mut seq = 0u64;
     loop {
         seq += 1;
         // SAFETY: the mapping `sh` outlives the loop; strict ping-pong.
         unsafe {
-            let Some(msg) = wait(inn, seq, Some(&orphan)) else { return };
+            let Some(msg) = wait(inn, seq) else { return };
             let len = msg.len();
             // The echo: copy the payload from the inbound slot to the outbound one.
             core::ptr::copy_nonoverlapping(msg.as_ptr(), (*out).data.as_mut_ptr(), len);
@@ -303,9 +308,7 @@ impl Drop for RingPinger {
 pub fn ring_server(args: &[String]) {
     let mut sh = Shared::open(Path::new(arg(args, "--file").expect("--file")));
     let (mut p, mut c) = ring_ends(&mut sh, true);
-    let orphan = Orphan::new();
     announce("ready");
-    let mut spins = 0u32;
     loop {
         match c.front().expect("ring intact") {
             Some(m) if m.msg_type() == 0 => return,
@@ -315,13 +318,7 @@ pub fn ring_server(args: &[String]) {
                 p.push(1).expect("allocated");
                 c.pop().expect("pop");
             }
-            None => {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(1 << 20) && orphan.orphaned() {
-                    return;
-                }
-                std::hint::spin_loop();
-            }
+            None => std::hint::spin_loop(),
         }
     }
 }
@@ -358,19 +355,13 @@ fn write_all_spin<S: Write>(s: &mut S, mut buf: &[u8]) -> std::io::Result<()> {
 
 /// Reads exactly `buf.len()` bytes from a non-blocking stream, spinning; `Ok(false)`
 /// at EOF.
-fn read_exact_spin<S: Read>(s: &mut S, buf: &mut [u8], orphan: Option<&Orphan>) -> std::io::Result<bool> {
+fn read_exact_spin<S: Read>(s: &mut S, buf: &mut [u8]) -> std::io::Result<bool> {
     let mut at = 0;
-    let mut spins = 0u32;
     while at < buf.len() {
         match s.read(&mut buf[at..]) {
             Ok(0) => return Ok(false),
             Ok(n) => at += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(1 << 16) && orphan.is_some_and(Orphan::orphaned) {
-                    return Ok(false);
-                }
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
@@ -385,23 +376,22 @@ impl<S: Read + Write> Pinger for StreamPinger<S> {
         self.out.extend_from_slice(msg);
         write_all_spin(&mut self.s, &self.out).expect("write");
         let n = self.out.len();
-        assert!(read_exact_spin(&mut self.s, &mut self.inn[..n], None).expect("read"), "server closed");
+        assert!(read_exact_spin(&mut self.s, &mut self.inn[..n]).expect("read"), "server closed");
         self.inn[..n] == self.out[..]
     }
 }
 
 /// The server loop of the socket floors: echo each length-prefixed message whole.
 fn stream_echo<S: Read + Write>(mut s: S) {
-    let orphan = Orphan::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match read_exact_spin(&mut s, &mut buf[..4], Some(&orphan)) {
+        match read_exact_spin(&mut s, &mut buf[..4]) {
             Ok(true) => {}
             _ => return,
         }
         let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
         assert!(len + 4 <= buf.len(), "message too long");
-        match read_exact_spin(&mut s, &mut buf[4..4 + len], Some(&orphan)) {
+        match read_exact_spin(&mut s, &mut buf[4..4 + len]) {
             Ok(true) => {}
             _ => return,
         }
@@ -479,23 +469,21 @@ impl Pinger for ZmqPinger {
 }
 
 /// The server role of the ZeroMQ reference: `--endpoint E` (a REP socket bound
-/// there; `tcp://127.0.0.1:0` picks a port), announces `ready ENDPOINT`, echoes until
-/// the parent is gone.
+/// there; `tcp://127.0.0.1:*` picks a port), announces `ready ENDPOINT`, echoes until
+/// killed.
 #[cfg(feature = "zmq")]
 pub fn zmq_server(args: &[String]) {
     let endpoint = arg(args, "--endpoint").expect("--endpoint");
     let ctx = zmq::Context::new();
     let s = ctx.socket(zmq::REP).expect("zmq socket");
     s.bind(endpoint).expect("zmq bind");
-    s.set_rcvtimeo(1000).expect("zmq rcvtimeo");
     let bound = s.get_last_endpoint().expect("endpoint").expect("utf-8 endpoint");
-    let orphan = Orphan::new();
     announce(&format!("ready {bound}"));
     let mut buf = vec![0u8; 1024];
     loop {
         match s.recv_into(&mut buf, 0) {
             Ok(n) => s.send(&buf[..n.min(buf.len())], 0).expect("zmq send"),
-            Err(zmq::Error::EAGAIN) if !orphan.orphaned() => {}
+            Err(zmq::Error::EINTR) => {}
             Err(_) => return,
         }
     }

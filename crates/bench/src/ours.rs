@@ -1,14 +1,20 @@
 //! tcpshm's server and client as the benches use them: configurations, the echo and
-//! sink handlers, the server role's busy-poll loop, and a client connected over a
-//! chosen transport.
+//! sink handlers, the server role's busy-poll loop (one thread calling `Server::poll`,
+//! the clock read once per [`POLLS_PER_CLOCK_READ`] polls), a client connected over a
+//! chosen transport, and a session over a Unix socket (a user's own byte stream).
 
-use super::child::{announce, Orphan};
-use super::clock::Clock;
+use crate::child::{announce, arg};
+use crate::clock::{ticks, Clock};
+use crate::payload;
+use crate::tail::{ServerTrace, TRACE_DUMP, TRACE_START};
 use std::net::SocketAddr;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 use tcpshm_client::{Client, ClientConfig, TransportKind};
-use tcpshm_proto::{Msg, Transport};
+use tcpshm_connection::{Connection, ConnectionConfig};
+use tcpshm_proto::handshake::ServerRules;
+use tcpshm_proto::{Msg, Name, Transport};
 use tcpshm_server::{AcceptAll, Conn, GroupHandler, Handled, RoundRobin, Server, ServerConfig};
 
 /// Message type of ordinary bench messages.
@@ -16,20 +22,37 @@ pub const DATA: u16 = 1;
 /// Message type that asks the sink to answer (end of a stream).
 pub const FINISH: u16 = 2;
 
+/// `Server::poll` calls between two reads of the clock: `now` lags by at most this
+/// many polls (well under a microsecond over shared memory), far below every interval
+/// the library keeps (20 µs readiness, 1 ms control check, 1 s heartbeat).
+pub const POLLS_PER_CLOCK_READ: u32 = 32;
+
+/// A session's liveness timeout in the benches: long, because a bench pauses one
+/// side (`SIGSTOP`) for seconds while it measures a reference. The heartbeat
+/// interval keeps its default (1 s): heartbeats are part of what is measured.
+pub const TIMEOUT_NS: u64 = 120_000_000_000;
+
+/// The connection settings of both sides: send queues and rings of `queue_bytes`,
+/// messages up to `max_message`, shared-memory files named `<shm_prefix>...`.
+pub fn connection_config(queue_bytes: usize, max_message: usize, shm_prefix: &str) -> ConnectionConfig {
+    let mut c = ConnectionConfig { queue_bytes, ..ConnectionConfig::default() };
+    c.shm.ring_bytes = queue_bytes;
+    c.shm.prefix = shm_prefix.to_string();
+    c.session.max_message = u32::try_from(max_message).expect("max message fits u32");
+    c.session.liveness.timeout = TIMEOUT_NS;
+    c
+}
+
 /// The bench's server configuration: listen on an ephemeral loopback port, files in
-/// `storage` and `/dev/shm/<shm_prefix>*`, queues of `queue_bytes`, messages up to
-/// `max_message`.
+/// `storage` and `/dev/shm/<shm_prefix>*`.
 pub fn server_config(storage: &Path, shm_prefix: &str, queue_bytes: usize, max_message: usize) -> ServerConfig {
     let mut cfg = ServerConfig::new("BenchServer".parse().expect("name"), storage);
     cfg.listen = vec!["127.0.0.1:0".parse().expect("addr")];
-    cfg.shm_prefix = shm_prefix.to_string();
-    cfg.tcp_queue_bytes = queue_bytes;
-    cfg.shm_queue_bytes = queue_bytes;
-    cfg.max_message = max_message;
+    cfg.connection = connection_config(queue_bytes, max_message, shm_prefix);
     cfg
 }
 
-/// The bench's client configuration (the same limits as the server's).
+/// The bench's client configuration (the same settings as the server's).
 pub fn client_config(
     name: &str,
     storage: &Path,
@@ -38,46 +61,81 @@ pub fn client_config(
     max_message: usize,
 ) -> ClientConfig {
     let mut cfg = ClientConfig::new(name.parse().expect("client name"), storage);
-    cfg.shm_prefix = shm_prefix.to_string();
-    cfg.queue_bytes = queue_bytes;
-    cfg.max_message = max_message;
+    cfg.connection = connection_config(queue_bytes, max_message, shm_prefix);
     cfg.connect_timeout = Duration::from_secs(10);
     cfg
 }
 
 /// Opens a client session and logs in over `kind`.
-pub fn connect(cfg: ClientConfig, addr: SocketAddr, kind: TransportKind, clock: &Clock) -> Client {
+pub fn connect(mut cfg: ClientConfig, addr: SocketAddr, kind: TransportKind, clock: &Clock) -> Client {
+    cfg.transport = kind;
     let mut c = Client::open(cfg, clock.now_ns()).expect("open client session");
     c.connect(addr, kind, clock.now_ns()).unwrap_or_else(|e| panic!("connect {kind:?} to {addr}: {e}"));
     c
 }
 
-/// Echoes every message back, zero-copy from the received message into the send
-/// queue (the reference's echo server).
+/// Echoes `msg` back through `conn`, zero-copy from the received message into the
+/// send queue.
+#[inline]
+fn echo(conn: &mut Conn<'_>, msg: &Msg<'_>) -> Handled {
+    match conn.alloc(msg.payload.len()) {
+        Ok(Some(buf)) => {
+            buf.copy_from_slice(msg.payload);
+            conn.push(msg.msg_type).expect("allocated");
+            Handled::Pop
+        }
+        Ok(None) => Handled::Keep,
+        Err(e) => {
+            conn.close_with(e.to_string());
+            Handled::Keep
+        }
+    }
+}
+
+/// Echoes every message back (the reference's echo server).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Echo;
 
 impl GroupHandler for Echo {
     #[inline]
     fn on_message(&mut self, conn: &mut Conn<'_>, msg: Msg<'_>) -> Handled {
-        match conn.alloc(msg.payload.len()) {
-            Ok(Some(buf)) => {
-                buf.copy_from_slice(msg.payload);
-                conn.push(msg.msg_type).expect("allocated");
-                Handled::Pop
-            }
-            Ok(None) => Handled::Keep,
-            Err(e) => {
-                conn.close_with(e.to_string());
-                Handled::Keep
-            }
-        }
+        echo(conn, &msg)
     }
 }
 
-/// Consumes a one-way stream: reads every byte of each message, checks its sequence
-/// number (its first 8 bytes), and answers a `FINISH` message with the count received (so the
-/// sender's clock stops when everything arrived and was consumed).
+/// [`Echo`] that records when it handled each message (by the seq in its first 8
+/// bytes) and obeys the trace commands ([`TRACE_START`], [`TRACE_DUMP`]).
+pub struct TracedEcho {
+    /// The records.
+    pub trace: ServerTrace,
+    /// A [`TRACE_START`] arrived: forget the records after this iteration.
+    pub reset: bool,
+    /// A [`TRACE_DUMP`] arrived for seqs `(first, last)`.
+    pub dump: Option<(u64, u64)>,
+}
+
+impl GroupHandler for TracedEcho {
+    #[inline]
+    fn on_message(&mut self, conn: &mut Conn<'_>, msg: Msg<'_>) -> Handled {
+        match msg.msg_type {
+            TRACE_START => self.reset = true,
+            TRACE_DUMP if msg.payload.len() >= 16 => {
+                let u = |i: usize| u64::from_le_bytes(msg.payload[i..i + 8].try_into().expect("8 bytes"));
+                self.dump = Some((u(0), u(8)));
+            }
+            _ if msg.payload.len() >= 8 => {
+                self.trace.handled(u64::from_le_bytes(msg.payload[..8].try_into().expect("8 bytes")));
+            }
+            _ => {}
+        }
+        echo(conn, &msg)
+    }
+}
+
+/// Consumes a one-way stream per connection: reads every byte of each message,
+/// checks its sequence number, and answers a `FINISH` message with the count received
+/// since the last one (so the sender's clock stops when everything arrived and was
+/// consumed).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Sink {
     received: u64,
@@ -93,22 +151,8 @@ impl GroupHandler for Sink {
             self.received = 0;
             return Handled::Pop;
         }
-        let p = msg.payload;
-        // Read every byte, as a consumer would (over shared memory, this is what
-        // brings the payload across to this core).
-        let mut fold = 0u64;
-        for w in p.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..w.len()].copy_from_slice(w);
-            fold = fold.wrapping_add(u64::from_le_bytes(b));
-        }
-        std::hint::black_box(fold);
-        let ok = if p.len() >= 8 {
-            u64::from_le_bytes(p[..8].try_into().expect("8 bytes")) == self.received
-        } else {
-            p.first().is_none_or(|b| *b == self.received as u8)
-        };
-        if !ok {
+        std::hint::black_box(payload::fold(msg.payload));
+        if !payload::check(msg.payload, self.received) {
             conn.close_with(format!("stream sink: message {} is out of order or corrupt", self.received));
             return Handled::Keep;
         }
@@ -118,50 +162,78 @@ impl GroupHandler for Sink {
 }
 
 /// The server role: binds with `handlers` (one group each), announces
-/// `ready <addr>`, then polls everything from this thread (one group) or from one
-/// thread per group (the control part polled by the first group's thread) until the
-/// parent is gone.
+/// `ready <addr>`, then polls until it is killed: one group from this thread with
+/// `Server::poll`; several groups from one thread each (not pinned: the process's
+/// affinity decides), the control part from this thread, which sleeps between its
+/// polls (it has no busy cpu to itself).
 pub fn serve<H: GroupHandler + 'static>(cfg: ServerConfig, handlers: Vec<H>, clock: Clock) -> ! {
     let groups = handlers.len();
     let server = Server::bind(cfg, AcceptAll, RoundRobin::default(), handlers).expect("bind server");
     let addr = server.local_addrs()[0];
-    let orphan = Orphan::new();
     announce(&format!("ready {addr}"));
     if groups == 1 {
         let mut server = server;
         loop {
-            for _ in 0..4096 {
-                server.poll(clock.now_ns());
-            }
-            if orphan.orphaned() {
-                std::process::exit(0);
+            let now = clock.now_ns();
+            for _ in 0..POLLS_PER_CLOCK_READ {
+                server.poll(now);
             }
         }
     }
     let (mut control, gs) = server.split();
-    let mut gs = gs.into_iter();
-    let mut first = gs.next().expect("a group");
     for mut g in gs {
         std::thread::spawn(move || loop {
-            g.poll(clock.now_ns());
+            let now = clock.now_ns();
+            for _ in 0..POLLS_PER_CLOCK_READ {
+                g.poll(now);
+            }
         });
     }
     loop {
-        for _ in 0..4096 {
-            let now = clock.now_ns();
-            control.poll(now);
-            first.poll(now);
+        control.poll(clock.now_ns());
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+/// The server role of a traced echo (`--trace FILE --slow-ns N`): the loop of
+/// [`serve`] with its two parts timed (see [`crate::tail`]); on [`TRACE_DUMP`] it
+/// writes its records to FILE and announces `dumped`.
+pub fn serve_traced(cfg: ServerConfig, clock: Clock, args: &[String]) -> ! {
+    let path = std::path::PathBuf::from(arg(args, "--trace").expect("--trace FILE"));
+    let slow_ns: f64 = crate::child::parsed(args, "--slow-ns");
+    let handler = TracedEcho { trace: ServerTrace::new(clock.ticks_in(slow_ns)), reset: false, dump: None };
+    let mut server = Server::bind(cfg, AcceptAll, RoundRobin::default(), vec![handler]).expect("bind server");
+    let addr = server.local_addrs()[0];
+    announce(&format!("ready {addr}"));
+    let mut n = 0u32;
+    let mut now = clock.now_ns();
+    loop {
+        let a = ticks();
+        if n.is_multiple_of(POLLS_PER_CLOCK_READ) {
+            now = clock.at(a);
         }
-        if orphan.orphaned() {
-            std::process::exit(0);
+        n = n.wrapping_add(1);
+        server.control().poll(now);
+        let b = ticks();
+        server.groups()[0].poll(now);
+        let c = ticks();
+        let h = server.groups()[0].handler();
+        h.trace.iteration(a, b, c);
+        if std::mem::take(&mut h.reset) {
+            h.trace.clear();
+        }
+        if let Some((first, last)) = h.dump.take() {
+            h.trace.dump(&path, first, last).expect("write the trace");
+            announce("dumped");
         }
     }
 }
 
-/// Sends `msg` as one message and spins until its echo arrives; returns whether the
-/// echo is byte-identical (type and payload).
+/// Sends `msg` as one message of type `msg_type` and spins until its echo arrives;
+/// returns whether the echo is byte-identical (type and payload). `now` is passed to
+/// every poll: the caller reads the clock once per round trip.
 #[inline]
-pub fn ping<T: Transport>(t: &mut T, msg: &[u8], now: u64) -> bool {
+pub fn ping_typed<T: Transport>(t: &mut T, msg_type: u16, msg: &[u8], now: u64) -> bool {
     loop {
         match t.alloc(msg.len()) {
             Ok(Some(buf)) => {
@@ -174,10 +246,10 @@ pub fn ping<T: Transport>(t: &mut T, msg: &[u8], now: u64) -> bool {
             Err(e) => panic!("alloc: {e}"),
         }
     }
-    t.push(DATA).expect("push");
+    t.push(msg_type).expect("push");
     loop {
         if let Some(m) = t.front() {
-            let ok = m.msg_type == DATA && m.payload == msg;
+            let ok = m.msg_type == msg_type && m.payload == msg;
             t.pop();
             return ok;
         }
@@ -187,91 +259,102 @@ pub fn ping<T: Transport>(t: &mut T, msg: &[u8], now: u64) -> bool {
     }
 }
 
+/// [`ping_typed`] with [`DATA`].
+#[inline]
+pub fn ping<T: Transport>(t: &mut T, msg: &[u8], now: u64) -> bool {
+    ping_typed(t, DATA, msg, now)
+}
+
 // ---- tcpshm over a Unix socket ---------------------------------------------------
-
-/// The login numbers one side of the bench's Unix-socket session sends the other
-/// (the real server/client speak TCP; a Unix-socket transport is a user's
-/// `StreamConnection<UnixStream>` with a login of their own, as here).
-fn exchange_login(
-    s: &mut std::os::unix::net::UnixStream,
-    me: tcpshm_transport_tcp::LoginInfo,
-) -> tcpshm_transport_tcp::PeerLogin {
-    use std::io::{Read, Write};
-    let mut out = [0u8; 32];
-    out[..8].copy_from_slice(&me.consumed.to_le_bytes());
-    out[8..16].copy_from_slice(&me.send_range.first_unacked().to_le_bytes());
-    out[16..24].copy_from_slice(&me.send_range.next().to_le_bytes());
-    out[24..].copy_from_slice(&me.queue_capacity.to_le_bytes());
-    s.write_all(&out).expect("write login");
-    let mut inn = [0u8; 32];
-    s.read_exact(&mut inn).expect("read login");
-    let u = |i: usize| u64::from_le_bytes(inn[i..i + 8].try_into().expect("8 bytes"));
-    tcpshm_transport_tcp::PeerLogin {
-        consumed: u(0),
-        send_range: tcpshm_proto::session::SeqRange::new(u(8), u(16)).expect("valid range"),
-        queue_capacity: u(24),
-    }
-}
-
-/// A `UnixConnection` on a fresh store in `dir`, logged in over `s`.
-fn unix_session(
-    dir: &Path,
-    me: &str,
-    peer: &str,
-    queue_bytes: usize,
-    mut s: std::os::unix::net::UnixStream,
-    now: u64,
-) -> tcpshm_transport_tcp::UnixConnection {
-    let opts = tcpshm_persist::Options::new(queue_bytes);
-    let (me, peer) = (me.parse().expect("name"), peer.parse().expect("name"));
-    let store = tcpshm_persist::Store::open(dir, me, peer, &opts, None, now).expect("open store").0;
-    let cfg = tcpshm_transport_tcp::StreamConfig { max_payload: 64 * 1024, ..Default::default() };
-    let mut c = tcpshm_transport_tcp::UnixConnection::new(store, cfg);
-    let peer_login = exchange_login(&mut s, c.login_state());
-    s.set_nonblocking(true).expect("nonblocking");
-    c.attach(mio::net::UnixStream::from_std(s), peer_login, now).expect("attach");
-    c
-}
 
 /// Queue bytes of the Unix-socket sessions.
 const UNIX_QUEUE: usize = 1 << 20;
+/// Largest message of the Unix-socket sessions.
+const UNIX_MAX: usize = 64 * 1024;
 
-/// The client side of tcpshm over a Unix socket: connects to `path`, store in `dir`.
-pub fn unix_client(path: &str, dir: &Path, clock: &Clock) -> tcpshm_transport_tcp::UnixConnection {
-    let s = std::os::unix::net::UnixStream::connect(path).expect("connect unix socket");
-    unix_session(dir, "client", "server", UNIX_QUEUE, s, clock.now_ns())
+fn unix_blocking(s: &UnixStream) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    s.set_write_timeout(Some(Duration::from_secs(10))).expect("write timeout");
+}
+
+fn name(s: &str) -> Name {
+    s.parse().expect("valid name")
+}
+
+/// The client side of tcpshm over a Unix socket: the session's store in `dir`,
+/// logged in over a connection to `path` (`Connection<UnixStream>`: the connection
+/// type of every medium; only connecting is the medium's own part).
+pub fn unix_client(path: &str, dir: &Path, clock: &Clock) -> Connection<UnixStream> {
+    let s = UnixStream::connect(path).expect("connect unix socket");
+    unix_blocking(&s);
+    let cfg = connection_config(UNIX_QUEUE, UNIX_MAX, "unused-");
+    let now = clock.now_ns();
+    let mut c = Connection::open_session(
+        dir,
+        name("client"),
+        name("server"),
+        tcpshm_transport_shm::Side::Client,
+        TransportKind::Tcp,
+        cfg,
+        now,
+    )
+    .expect("open the client's session");
+    c.login_client(s, TransportKind::Tcp, b"", now).expect("log in over the Unix socket");
+    c
 }
 
 /// The server role of tcpshm over a Unix socket: `--path SOCKET --storage DIR`;
-/// echoes one session (zero-copy, as [`Echo`]) until it closes.
+/// accepts one login and echoes (zero-copy, as [`Echo`]) until killed.
 pub fn unix_server(args: &[String]) {
-    use super::child::arg;
+    use tcpshm_proto::decode::frame_limit;
+    use tcpshm_proto::login::MAX_REQUEST_LEN;
+    use tcpshm_proto::{Control, Decoded};
+    use tcpshm_transport_tcp::{exchange, FrameReader};
     let clock = Clock::calibrate(Duration::from_millis(5));
     let path = arg(args, "--path").expect("--path");
     let dir = Path::new(arg(args, "--storage").expect("--storage"));
-    let l = std::os::unix::net::UnixListener::bind(path).expect("bind unix socket");
+    let l = UnixListener::bind(path).expect("bind unix socket");
     announce("ready");
-    let (s, _) = l.accept().expect("accept");
-    let mut c = unix_session(dir, "server", "client", UNIX_QUEUE, s, clock.now_ns());
-    let orphan = Orphan::new();
-    let mut spins = 0u32;
+    let (mut s, _) = l.accept().expect("accept");
+    unix_blocking(&s);
+    let mut reader = FrameReader::new(4096, frame_limit(MAX_REQUEST_LEN));
+    let f = exchange::recv_blocking(&mut s, &mut reader).expect("read the login request");
+    let Ok(Decoded::Frame { frame, .. }) = tcpshm_proto::decode(reader.frame_bytes(&f), u32::MAX) else {
+        panic!("the login request does not decode");
+    };
+    let Ok(Some(Control::Login(req))) = frame.control() else { panic!("not a login request") };
+    let now = clock.now_ns();
+    let mut c: Connection<UnixStream> = Connection::open_session(
+        dir,
+        name("server"),
+        req.client,
+        tcpshm_transport_shm::Side::Server,
+        TransportKind::Tcp,
+        connection_config(UNIX_QUEUE, UNIX_MAX, "unused-"),
+        now,
+    )
+    .expect("open the server's session");
+    s.set_nonblocking(true).expect("non-blocking");
+    let rules = ServerRules { name: name("server"), tcp: true, shm: false, limits: c.limits() };
+    if let Err((refusal, mut s)) = c.accept(s, &req, &rules, now) {
+        tcpshm_connection::write_refusal(&mut s, rules.name, &refusal);
+        panic!("login refused: {refusal:?}");
+    }
     loop {
         let now = clock.now_ns();
-        if !c.poll(now) {
-            return;
-        }
-        while let Some((m, mut tx)) = c.front_split() {
-            let Ok(Some(buf)) = tx.alloc(m.payload.len()) else { break };
-            buf.copy_from_slice(m.payload);
-            tx.push(m.msg_type).expect("allocated");
-            c.pop();
-        }
-        if c.wants_write() {
-            c.on_writable(now);
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 16) && orphan.orphaned() {
-            return;
+        for _ in 0..POLLS_PER_CLOCK_READ {
+            if !c.poll(now) {
+                return;
+            }
+            while let Some((m, mut tx)) = c.front_split() {
+                let Ok(Some(buf)) = tx.alloc(m.payload.len()) else { break };
+                buf.copy_from_slice(m.payload);
+                tx.push(m.msg_type).expect("allocated");
+                c.pop();
+            }
+            if c.wants_write() {
+                c.on_writable(now);
+            }
         }
     }
 }

@@ -1,0 +1,1 @@
+../../crates/bench/src/common.rs
