@@ -1,6 +1,6 @@
 //! `cargo xtask bench [all|echo|stream|scale|persist|ring] [--quick] [--runs N]
-//! [--cpus A,B] [--with-zmq]`: runs the benchmark binaries of the chosen suites, shows
-//! a live progress line, then writes
+//! [--cpus A,B] [--with-zmq] [--trace-tail]`: runs the benchmark binaries of the chosen
+//! suites, shows a live progress line, then writes
 //!
 //! * `target/bench/report.json` — every figure of this invocation, stable keys (see
 //!   `report.rs` for the schema);
@@ -14,7 +14,10 @@
 //!
 //! A suite whose package or bench target does not exist is skipped with a printed
 //! line. The bench binaries measure ours and the references side by side in one run
-//! and report medians of several runs with ratios; nothing here asserts a time.
+//! — echo, stream and scale (the `tcpshm-bench` package) in back-to-back pairs, the
+//! ring and persist crates' own benches in interleaved rounds — and report medians
+//! with ratios; nothing here asserts a time. A `--quick` run exercises every code
+//! path but judges no goal (its figures mean nothing).
 
 #[path = "report.rs"]
 mod report;
@@ -30,21 +33,23 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// A suite: a package (the root facade, or `crates/<dir>`) and its bench targets.
+/// A suite: a package (`crates/<dir>`) and its bench targets.
 struct Suite {
     name: &'static str,
     package: &'static str,
-    /// `None`: the root package.
-    dir: Option<&'static str>,
+    dir: &'static str,
     benches: &'static [&'static str],
 }
 
+/// The package of the echo, stream and scale suites.
+const BENCH_PACKAGE: &str = "tcpshm-bench";
+
 const SUITES: &[Suite] = &[
-    Suite { name: "echo", package: "tcpshm", dir: None, benches: &["echo"] },
-    Suite { name: "stream", package: "tcpshm", dir: None, benches: &["stream"] },
-    Suite { name: "scale", package: "tcpshm", dir: None, benches: &["scale"] },
-    Suite { name: "persist", package: "tcpshm-persist", dir: Some("persist"), benches: &["persist"] },
-    Suite { name: "ring", package: "tcpshm-ring", dir: Some("ring"), benches: &["spsc", "var"] },
+    Suite { name: "echo", package: BENCH_PACKAGE, dir: "bench", benches: &["echo"] },
+    Suite { name: "stream", package: BENCH_PACKAGE, dir: "bench", benches: &["stream"] },
+    Suite { name: "scale", package: BENCH_PACKAGE, dir: "bench", benches: &["scale"] },
+    Suite { name: "persist", package: "tcpshm-persist", dir: "persist", benches: &["persist"] },
+    Suite { name: "ring", package: "tcpshm-ring", dir: "ring", benches: &["spsc", "var"] },
 ];
 
 /// Options of `cargo xtask bench`.
@@ -63,15 +68,20 @@ pub struct Args {
     #[arg(long)]
     pub cpus: Option<String>,
     /// Also measure ZeroMQ REQ/REP (tcp:// and ipc://) in the echo suite: builds the
-    /// root package's `zmq` feature (libzmq compiled from source by the `zmq` crate).
+    /// `tcpshm-bench` package's `zmq` feature (libzmq compiled from source by the `zmq`
+    /// crate).
     #[arg(long)]
     pub with_zmq: bool,
+    /// Echo: record what ran in the slowest round trips on each side and name their
+    /// causes (always done, briefly, by `--quick`).
+    #[arg(long)]
+    pub trace_tail: bool,
 }
 
 impl Args {
     /// The CI smoke run: every suite, `--quick`.
     pub fn smoke() -> Args {
-        Args { suite: "all".into(), quick: true, runs: None, cpus: None, with_zmq: false }
+        Args { suite: "all".into(), quick: true, runs: None, cpus: None, with_zmq: false, trace_tail: false }
     }
 
     fn command_line(&self) -> String {
@@ -87,6 +97,9 @@ impl Args {
         }
         if self.with_zmq {
             s.push_str(" --with-zmq");
+        }
+        if self.trace_tail {
+            s.push_str(" --trace-tail");
         }
         s
     }
@@ -109,10 +122,7 @@ pub fn run(args: Args) -> Result<()> {
     let zmq = if args.with_zmq && chosen.iter().any(|s| s.name == "echo") { Some(zmq_build(&out_dir)?) } else { None };
 
     for suite in chosen {
-        let crate_dir = match suite.dir {
-            Some(d) => root().join("crates").join(d),
-            None => root(),
-        };
+        let crate_dir = root().join("crates").join(suite.dir);
         if !crate_dir.join("Cargo.toml").exists() {
             let why = format!("package {} does not exist yet (no {}/Cargo.toml)", suite.package, crate_dir.display());
             println!("\n==> [bench {}] skipped: {why}", suite.name);
@@ -153,6 +163,9 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(cpus) = &args.cpus {
                 c.args(["--cpus", cpus]);
             }
+            if args.trace_tail && suite.name == "echo" {
+                c.arg("--trace-tail");
+            }
             let log = out_dir.join("log").join(format!("{}-{bench}.log", suite.name));
             run_with_progress(&format!("bench {}/{bench}", suite.name), c, &log)?;
             let text = std::fs::read_to_string(&part)
@@ -187,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
 fn zmq_build(out_dir: &Path) -> Result<std::result::Result<(), String>> {
     let log = out_dir.join("log").join("zmq-build.log");
     let mut c = cargo();
-    c.args(["bench", "-p", "tcpshm", "--bench", "echo", "--features", "zmq", "--no-run"]);
+    c.args(["bench", "-p", BENCH_PACKAGE, "--bench", "echo", "--features", "zmq", "--no-run"]);
     println!("\n==> [bench echo] building with the `zmq` feature (libzmq from source; the first build takes minutes)");
     match run_with_progress("build echo --features zmq", c, &log) {
         Ok(()) => Ok(Ok(())),
@@ -293,7 +306,7 @@ fn write_readme_snippet(dir: &Path, name: &str, machine: &Value, parts: &[Value]
     if quick {
         md.push_str("**Quick smoke run: figures are not meaningful.**\n\n");
     }
-    md.push_str(&report::ours_table(parts));
+    md.push_str(&report::ours_table(parts, !quick));
     md.push_str(&format!(
         "\n{} ({} cpus), {}, {}; medians of several runs of `cargo xtask bench {name}` \
          (full table: target/bench/{name}.md).\n",

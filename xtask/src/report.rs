@@ -3,23 +3,32 @@
 //! table). Rendering is a pure function of the document, so it is tested on a fixed
 //! one.
 //!
-//! `report.json` (schema 1; keys are stable, new keys may be added):
+//! `report.json` (schema 2; keys are stable, new keys may be added):
 //!
 //! ```text
-//! { "schema": 1, "command": "cargo xtask bench all", "quick": false,
+//! { "schema": 2, "command": "cargo xtask bench all", "quick": false,
+//!   "goals_judged": true,   (false in a --quick run: its figures mean nothing)
 //!   "machine": { "cpu", "cpu_mhz", "cpus", "kernel", "rustc", "date", "load_before", "load_after" },
 //!   "suites": [ { "name": "echo", "parts": [ PART, ... ] }, ... ],
-//!   "goals":   [ { "suite", "key", "label", "goal", "met", "median", "unit" }, ... ],
+//!   "goals":   [ { "suite", "key", "label", "goal", "met", "median", "unit",
+//!                  "checks": [ CHECK, ... ] }, ... ],
 //!   "skipped": [ { "suite", "what", "why" }, ... ],
 //!   "plots":   [ "echo-latency.svg", "echo-latency.png", ... ] }
 //! PART = { "report", "quick", "runs", "cpus", "markdown", "notes", "skipped",
-//!          "rows": [ ROW, ... ] }   (written by the bench binaries: benches/common)
+//!          "sections": [{"title", "markdown"}], "data": {..},
+//!          "rows": [ ROW, ... ] }   (written by the bench binaries: tcpshm_bench::common)
 //! ROW  = { "key", "label", "unit", "median", "best", "also_unit", "also_median",
 //!          "also_best", "ratio_to", "ratio", "ratios": [{"to", "ratio"}], "goal",
-//!          "goal_met", "reference", "params": {..},
+//!          "goal_met", "checks": [ CHECK, ... ], "reference", "params": {..},
 //!          "latency": null | { "count", "mean", "p50", "p90", "p99", "p99_9",
 //!                              "p99_99", "max", "unit": "ns", "curve": [[q, ns]] } }
+//! CHECK = { "what", "value", "limit", "op": "<=" | ">=", "met" }
 //! ```
+//!
+//! The echo, stream and scale parts' `data` hold the pairs each goal was judged on
+//! (`data.pairs.<row key>`: every pair's figures, kept or discarded, the median
+//! ratios), the system-call counts (`data.syscalls`) and, for echo, the tail
+//! attribution (`data.tail`).
 
 use serde_json::{json, Value};
 
@@ -50,6 +59,7 @@ pub fn build(
                         "met": met,
                         "median": r["median"],
                         "unit": r["unit"],
+                        "checks": r["checks"].as_array().cloned().unwrap_or_default(),
                     }));
                 }
             }
@@ -60,9 +70,10 @@ pub fn build(
     }
     let suites: Vec<Value> = suites.iter().map(|(n, p)| json!({"name": n, "parts": p})).collect();
     json!({
-        "schema": 1,
+        "schema": 2,
         "command": command,
         "quick": quick,
+        "goals_judged": !quick,
         "machine": machine,
         "suites": suites,
         "goals": goals,
@@ -102,6 +113,11 @@ pub fn machine_line(m: &Value) -> String {
     )
 }
 
+/// Whether the document's goals are judged (not in a quick run).
+fn judged(doc: &Value) -> bool {
+    doc["goals_judged"].as_bool().unwrap_or(!doc["quick"].as_bool().unwrap_or(false))
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "met"
@@ -129,8 +145,9 @@ fn ratios_text(r: &Value) -> String {
         .join(", ")
 }
 
-/// tcpshm's rows (not the references') of `parts`: median, ratios, goal.
-pub fn ours_table(parts: &[Value]) -> String {
+/// tcpshm's rows (not the references') of `parts`: median, ratios, goal (its verdict
+/// only if `judged`).
+pub fn ours_table(parts: &[Value], judged: bool) -> String {
     let mut md = String::from("| measurement | median | vs references (same run) | goal |\n|---|---:|---|---|\n");
     for p in parts {
         for r in rows(p) {
@@ -138,7 +155,8 @@ pub fn ours_table(parts: &[Value]) -> String {
                 continue;
             }
             let goal = match (r["goal"].as_str(), r["goal_met"].as_bool()) {
-                (Some(g), Some(m)) => format!("{}: {g}", verdict(m)),
+                (Some(g), Some(m)) if judged => format!("{}: {g}", verdict(m)),
+                (Some(g), Some(_)) => format!("not judged: {g}"),
                 _ => String::new(),
             };
             md.push_str(&format!(
@@ -171,20 +189,43 @@ pub fn markdown(doc: &Value) -> String {
     md.push_str("\n## Goals\n\n");
     if goals.is_empty() {
         md.push_str("No goal was measured in this run.\n");
+    } else if !judged(doc) {
+        md.push_str(&format!(
+            "{} goals computed, **not judged**: a quick run's figures mean nothing (run without `--quick`).\n",
+            goals.len()
+        ));
     } else {
         let met = goals.iter().filter(|g| g["met"].as_bool() == Some(true)).count();
-        md.push_str(&format!("{met} of {} goals met.\n\n", goals.len()));
-        md.push_str("| suite | measurement | median | goal | verdict |\n|---|---|---:|---|---|\n");
+        md.push_str(&format!(
+            "{met} of {} goals met (a goal checked at several percentiles is met only if every check is).\n\n",
+            goals.len()
+        ));
+        md.push_str("| suite | measurement | check | value | bound | verdict |\n|---|---|---|---:|---:|---|\n");
         for g in goals {
-            md.push_str(&format!(
-                "| {} | {} | {} {} | {} | {} |\n",
-                g["suite"].as_str().unwrap_or("?"),
-                g["label"].as_str().unwrap_or("?"),
-                fmt_num(g["median"].as_f64().unwrap_or(f64::NAN)),
-                g["unit"].as_str().unwrap_or(""),
-                g["goal"].as_str().unwrap_or("?"),
-                verdict(g["met"].as_bool().unwrap_or(false)),
-            ));
+            let checks = g["checks"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if checks.is_empty() {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} {} | | {} |\n",
+                    g["suite"].as_str().unwrap_or("?"),
+                    g["label"].as_str().unwrap_or("?"),
+                    g["goal"].as_str().unwrap_or("?"),
+                    fmt_num(g["median"].as_f64().unwrap_or(f64::NAN)),
+                    g["unit"].as_str().unwrap_or(""),
+                    verdict(g["met"].as_bool().unwrap_or(false)),
+                ));
+            }
+            for c in checks {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} {} | {} |\n",
+                    g["suite"].as_str().unwrap_or("?"),
+                    g["label"].as_str().unwrap_or("?"),
+                    c["what"].as_str().unwrap_or("?"),
+                    fmt_num(c["value"].as_f64().unwrap_or(f64::NAN)),
+                    c["op"].as_str().unwrap_or("?"),
+                    fmt_num(c["limit"].as_f64().unwrap_or(f64::NAN)),
+                    verdict(c["met"].as_bool().unwrap_or(false)),
+                ));
+            }
         }
     }
     let skipped = doc["skipped"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -262,6 +303,7 @@ pub fn terminal(doc: &Value) -> String {
                     _ => String::new(),
                 };
                 let goal = match r["goal_met"].as_bool() {
+                    _ if !judged(doc) => "",
                     Some(true) => "met",
                     Some(false) => "MISSED",
                     None => "",
@@ -277,17 +319,44 @@ pub fn terminal(doc: &Value) -> String {
         }
     }
     let goals = doc["goals"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let missed: Vec<&Value> = goals.iter().filter(|g| g["met"].as_bool() == Some(false)).collect();
-    out.push_str(&format!("\ngoals: {} met, {} missed\n", goals.len() - missed.len(), missed.len()));
-    for g in missed {
-        out.push_str(&format!(
-            "  MISSED [{}] {}: {} (median {} {})\n",
-            g["suite"].as_str().unwrap_or("?"),
-            g["label"].as_str().unwrap_or("?"),
-            g["goal"].as_str().unwrap_or("?"),
-            fmt_num(g["median"].as_f64().unwrap_or(f64::NAN)),
-            g["unit"].as_str().unwrap_or("")
-        ));
+    if !judged(doc) {
+        out.push_str(&format!("\ngoals: {} computed, not judged (quick run)\n", goals.len()));
+    } else {
+        let missed: Vec<&Value> = goals.iter().filter(|g| g["met"].as_bool() == Some(false)).collect();
+        out.push_str(&format!("\ngoals: {} met, {} missed\n", goals.len() - missed.len(), missed.len()));
+        for g in missed {
+            let failed: Vec<String> = g["checks"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c["met"].as_bool() == Some(false))
+                .map(|c| {
+                    format!(
+                        "{} {} {} {}",
+                        c["what"].as_str().unwrap_or("?"),
+                        fmt_num(c["value"].as_f64().unwrap_or(f64::NAN)),
+                        if c["op"] == "<=" { ">" } else { "<" },
+                        fmt_num(c["limit"].as_f64().unwrap_or(f64::NAN))
+                    )
+                })
+                .collect();
+            let detail = if failed.is_empty() {
+                format!(
+                    "median {} {}",
+                    fmt_num(g["median"].as_f64().unwrap_or(f64::NAN)),
+                    g["unit"].as_str().unwrap_or("")
+                )
+            } else {
+                failed.join("; ")
+            };
+            out.push_str(&format!(
+                "  MISSED [{}] {}: {} ({detail})\n",
+                g["suite"].as_str().unwrap_or("?"),
+                g["label"].as_str().unwrap_or("?"),
+                g["goal"].as_str().unwrap_or("?"),
+            ));
+        }
     }
     for s in doc["skipped"].as_array().map(Vec::as_slice).unwrap_or_default() {
         out.push_str(&format!(
@@ -324,13 +393,21 @@ pub mod tests {
         shm["ratios"] = json!([{"to": "SHM floor (p50)", "ratio": 2.55}]);
         shm["ratio_to"] = json!("SHM floor (p50)");
         shm["ratio"] = json!(2.55);
-        shm["goal"] = json!("p50 <= 1.5x the SHM floor");
+        shm["goal"] = json!("p50 / SHM floor <= 1.25, p99 / SHM floor <= 1.3");
         shm["goal_met"] = json!(false);
+        shm["checks"] = json!([
+            {"what": "p50 / SHM floor", "value": 1.2, "limit": 1.25, "op": "<=", "met": true},
+            {"what": "p99 / SHM floor", "value": 1.42, "limit": 1.3, "op": "<=", "met": false},
+        ]);
         let mut tcp = row("echo.tcp", "tcpshm TCP (server + client)", 7000.0, false);
         tcp["goal"] = json!("p50 <= 1.05x the TCP floor");
         tcp["goal_met"] = json!(true);
         let echo = json!({"report": "echo", "quick": false, "runs": 5, "cpus": [0, 1], "markdown": "| echo table |\n",
             "notes": [], "skipped": [{"what": "ZeroMQ REQ/REP tcp:// and ipc://", "why": "not requested"}],
+            "sections": [], "data": {"pairs": {"echo.shm": {"pairs": [
+                {"kept": true, "ratios": {"p50": 1.2, "p99": 1.4, "p99_9": 1.6, "p99_99": 3.0}},
+                {"kept": false, "ratios": {"p50": 2.2, "p99": 2.4, "p99_9": 2.6, "p99_99": 5.0}},
+                {"kept": true, "ratios": {"p50": 1.1, "p99": 1.3, "p99_9": null, "p99_99": 3.0}}]}}},
             "rows": [shm, tcp, row("echo.floor.shm", "shared-memory floor", 110.0, true),
                      row("echo.floor.tcp", "TCP floor", 6800.0, true)]});
         let srow = |who: &str, bytes: f64, mps: f64, reference: bool| {
@@ -363,7 +440,9 @@ pub mod tests {
         let skipped = doc["skipped"].as_array().unwrap();
         assert_eq!(skipped.len(), 2, "the invocation's skip and the part's skip: {skipped:?}");
         assert!(skipped.iter().any(|s| s["what"] == "ZeroMQ REQ/REP tcp:// and ipc://" && s["suite"] == "echo"));
-        assert_eq!(doc["schema"], 1);
+        assert_eq!(goals[0]["checks"][1]["met"], false);
+        assert_eq!(doc["schema"], 2);
+        assert_eq!(doc["goals_judged"], true);
     }
 
     #[test]
@@ -375,8 +454,9 @@ pub mod tests {
             "Test CPU 9000 (2 cpus, 3100.000 MHz), kernel 6.1.0-test, rustc 1.95.0, 2026-01-02 03:04 UTC",
             "load average 0.50 0.40 0.30 before, 1.00 0.50 0.30 after",
             "1 of 2 goals met",
-            "| echo | tcpshm SHM (server + client) | 280 ns | p50 <= 1.5x the SHM floor | **missed** |",
-            "| echo | tcpshm TCP (server + client) | 7000 ns | p50 <= 1.05x the TCP floor | met |",
+            "| echo | tcpshm SHM (server + client) | p50 / SHM floor | 1.20 | <= 1.25 | met |",
+            "| echo | tcpshm SHM (server + client) | p99 / SHM floor | 1.42 | <= 1.30 | **missed** |",
+            "| echo | tcpshm TCP (server + client) | p50 <= 1.05x the TCP floor | 7000 ns | | met |",
             "**ZeroMQ REQ/REP tcp:// and ipc://**: skipped: not requested",
             "**suite scale**: skipped: package missing",
             "| echo table |",
@@ -387,8 +467,21 @@ pub mod tests {
             assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
         }
         assert!(!md.contains("Quick smoke run"), "not a quick run");
+    }
+
+    #[test]
+    fn a_quick_run_judges_no_goal() {
+        let mut doc = fixture();
         doc["quick"] = json!(true);
-        assert!(markdown(&doc).contains("Quick smoke run"));
+        doc["goals_judged"] = json!(false);
+        let md = markdown(&doc);
+        assert!(md.contains("Quick smoke run"));
+        assert!(md.contains("2 goals computed, **not judged**"), "{md}");
+        assert!(!md.contains("**missed**") && !md.contains("goals met"), "{md}");
+        let t = terminal(&doc);
+        assert!(t.contains("goals: 2 computed, not judged (quick run)") && !t.contains("MISSED"), "{t}");
+        let parts = doc["suites"][0]["parts"].as_array().unwrap();
+        assert!(ours_table(parts, false).contains("not judged: p50 / SHM floor <= 1.25"));
     }
 
     #[test]
@@ -399,7 +492,10 @@ pub mod tests {
         assert!(t.contains("2.55x SHM floor (p50)"));
         assert!(!t.contains("shared-memory floor"), "references stay out of the compact table:\n{t}");
         assert!(t.contains("goals: 1 met, 1 missed"));
-        assert!(t.contains("MISSED [echo] tcpshm SHM (server + client): p50 <= 1.5x the SHM floor (median 280 ns)"));
+        assert!(
+            t.contains("MISSED [echo] tcpshm SHM (server + client): p50 / SHM floor <= 1.25, p99 / SHM floor <= 1.3 (p99 / SHM floor 1.42 > 1.30)"),
+            "{t}"
+        );
         assert!(t.contains("skipped [echo] ZeroMQ REQ/REP"));
     }
 
@@ -407,11 +503,11 @@ pub mod tests {
     fn readme_table_has_ours_with_ratios_and_verdicts() {
         let doc = fixture();
         let parts = doc["suites"][0]["parts"].as_array().unwrap();
-        let t = ours_table(parts);
-        assert!(t.contains("| tcpshm SHM (server + client) | 280 ns | 2.55x SHM floor (p50) | **missed**: p50 <= 1.5x the SHM floor |"), "{t}");
+        let t = ours_table(parts, true);
+        assert!(t.contains("| tcpshm SHM (server + client) | 280 ns | 2.55x SHM floor (p50) | **missed**: p50 / SHM floor <= 1.25, p99 / SHM floor <= 1.3 |"), "{t}");
         assert!(!t.contains("| TCP floor |") && !t.contains("| shared-memory floor |"), "{t}");
         let parts = doc["suites"][1]["parts"].as_array().unwrap();
-        assert!(ours_table(parts).contains("| 8 B messages: shm | 30.0 Mmsg/s (0.24 GB/s) |"));
+        assert!(ours_table(parts, true).contains("| 8 B messages: shm | 30.0 Mmsg/s (0.24 GB/s) |"));
     }
 
     #[test]

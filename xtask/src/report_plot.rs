@@ -7,6 +7,9 @@
 //! * `stream-throughput`: GB/s and messages/s versus message size (log-log).
 //! * `scale-latency`: echo RTT curves with 0 .. 10,000 idle connections.
 //! * `scale-throughput`: aggregate messages/s versus active clients, per group count.
+//! * `echo-pairs`, `scale-pairs`: the ratio of ours to its reference in each kept
+//!   back-to-back pair, at p50, p99 and p99.9, with the goal's bounds;
+//!   `stream-pairs`: each kept pair's rate ratio versus message size.
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
@@ -28,6 +31,9 @@ enum Panel {
     Latency { title: String, series: Vec<Series> },
     /// Log-log x/y lines.
     LogLog { title: String, x_desc: String, y_desc: String, series: Vec<Series>, legend: SeriesLabelPosition },
+    /// Ratios of back-to-back pairs: points per series (x linear or log), y = ratio
+    /// (log), with horizontal lines at the goal's bounds.
+    Pairs { title: String, x_desc: String, x_log: bool, series: Vec<Series>, bounds: Vec<(String, f64)> },
 }
 
 fn rows_of<'a>(doc: &'a Value, suite: &str) -> Vec<&'a Value> {
@@ -170,6 +176,123 @@ fn figures(doc: &Value) -> Vec<(String, Vec<Panel>)> {
             }],
         ));
     }
+    figs.extend(pair_figures(doc));
+    figs
+}
+
+/// The `data.pairs` of a suite's parts: `(row key, pairs document)`.
+fn pair_docs<'a>(doc: &'a Value, suite: &str) -> Vec<(&'a str, &'a Value)> {
+    let mut out = Vec::new();
+    for s in doc["suites"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        if s["name"] != suite {
+            continue;
+        }
+        for p in s["parts"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if let Some(m) = p["data"]["pairs"].as_object() {
+                out.extend(m.iter().map(|(k, v)| (k.as_str(), v)));
+            }
+        }
+    }
+    out
+}
+
+/// The goal's bounds of row `key` (from its checks).
+fn bounds_of(doc: &Value, suite: &str, key: &str) -> Vec<(String, f64)> {
+    rows_of(doc, suite)
+        .into_iter()
+        .filter(|r| r["key"] == key)
+        .flat_map(|r| r["checks"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| {
+            Some((
+                format!("goal {} {} {}", c["what"].as_str()?, c["op"].as_str()?, c["limit"].as_f64()?),
+                c["limit"].as_f64()?,
+            ))
+        })
+        .collect()
+}
+
+fn pair_figures(doc: &Value) -> Vec<(String, Vec<Panel>)> {
+    let mut figs = Vec::new();
+    for suite in ["echo", "scale"] {
+        let mut panels = Vec::new();
+        for (key, pd) in pair_docs(doc, suite) {
+            let pairs = pd["pairs"].as_array().map(Vec::as_slice).unwrap_or_default();
+            // Only judged rows and latency pairs (their ratios are per percentile).
+            let bounds = bounds_of(doc, suite, key);
+            if bounds.is_empty() || !pairs.iter().any(|p| p["ratios"].is_object()) {
+                continue;
+            }
+            let series = [("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9")]
+                .iter()
+                .map(|(k, name)| Series {
+                    label: format!("{name} ratio"),
+                    points: pairs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p["kept"].as_bool().unwrap_or(false))
+                        .filter_map(|(i, p)| Some(((i + 1) as f64, p["ratios"][*k].as_f64()?)))
+                        .collect(),
+                    ours: true,
+                })
+                .collect();
+            let discarded = pd["discarded"].as_u64().unwrap_or(0);
+            panels.push(Panel::Pairs {
+                title: format!("{key}: ours / reference per kept pair ({discarded} discarded)"),
+                x_desc: "pair".into(),
+                x_log: false,
+                series,
+                bounds,
+            });
+        }
+        if !panels.is_empty() {
+            figs.push((format!("{suite}-pairs"), panels));
+        }
+    }
+    // Stream: each pair's rate ratio against the message size, per medium.
+    // (medium, (size, ratio) points, goal lines)
+    type Medium = (String, Vec<(f64, f64)>, Vec<(String, f64)>);
+    let mut by_medium: Vec<Medium> = Vec::new();
+    for (key, pd) in pair_docs(doc, "stream") {
+        let mut parts = key.split('.');
+        let (Some(_), Some(medium), Some(Ok(size))) = (parts.next(), parts.next(), parts.next().map(str::parse::<f64>))
+        else {
+            continue;
+        };
+        let pts: Vec<(f64, f64)> = pd["pairs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p["kept"].as_bool().unwrap_or(false))
+            .filter_map(|p| Some((size, p["ratio"].as_f64()?)))
+            .collect();
+        let bounds = bounds_of(doc, "stream", key);
+        match by_medium.iter_mut().find(|(m, ..)| m == medium) {
+            Some((_, v, b)) => {
+                v.extend(pts);
+                b.extend(bounds);
+            }
+            None => by_medium.push((medium.to_string(), pts, bounds)),
+        }
+    }
+    if !by_medium.is_empty() {
+        let bounds =
+            by_medium.iter().flat_map(|(m, _, b)| b.iter().map(move |(t, x)| (format!("{m}: {t}"), *x))).collect();
+        let series = by_medium
+            .into_iter()
+            .map(|(m, points, _)| Series { label: format!("tcpshm {m} / its bare reference"), points, ours: true })
+            .collect();
+        figs.push((
+            "stream-pairs".to_string(),
+            vec![Panel::Pairs {
+                title: "Stream rate, ours / the bare medium, per kept pair".into(),
+                x_desc: "message size (bytes)".into(),
+                x_log: true,
+                series,
+                bounds,
+            }],
+        ));
+    }
     figs
 }
 
@@ -229,6 +352,9 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel]) -> D
             Panel::Latency { title, series } => latency_panel(area, title, series)?,
             Panel::LogLog { title, x_desc, y_desc, series, legend } => {
                 loglog_panel(area, title, x_desc, y_desc, series, legend.clone())?
+            }
+            Panel::Pairs { title, x_desc, x_log, series, bounds } => {
+                pairs_panel(area, title, x_desc, *x_log, series, bounds)?
             }
         }
     }
@@ -340,6 +466,71 @@ fn loglog_panel<DB: DrawingBackend>(
         .map_err(e)
 }
 
+fn pairs_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    x_log: bool,
+    series: &[Series],
+    goal_lines: &[(String, f64)],
+) -> DrawResult {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (xlo, xhi) = bounds(series, |p| p.0);
+    let (mut ylo, mut yhi) = bounds(series, |p| p.1);
+    for (_, b) in goal_lines {
+        ylo = ylo.min(*b);
+        yhi = yhi.max(*b);
+    }
+    let yr = (ylo * 0.8..yhi * 1.25).log_scale();
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(title, ("sans-serif", 20)).margin(12).margin_right(40).x_label_area_size(40).y_label_area_size(70);
+    let st_bound = |i: usize| RGBColor(90, 90, 90).mix(0.4 + 0.2 * (i % 3) as f64).stroke_width(1);
+    macro_rules! draw_on {
+        ($chart:expr, $x0:expr, $x1:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc("ratio")
+                .x_label_formatter(&|x| human(*x))
+                .y_label_formatter(&|y| format!("{y:.2}"))
+                .draw()
+                .map_err(e)?;
+            for (i, (label, b)) in goal_lines.iter().enumerate() {
+                let st = st_bound(i);
+                chart
+                    .draw_series(LineSeries::new(vec![($x0, *b), ($x1, *b)], st))
+                    .map_err(e)?
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], st));
+            }
+            for (i, s) in series.iter().enumerate() {
+                let st = style(i, true);
+                chart
+                    .draw_series(s.points.iter().map(|p| Circle::new(*p, 4, st.filled())))
+                    .map_err(e)?
+                    .label(s.label.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 12, y), 4, st.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()
+                .map_err(e)
+        }};
+    }
+    if x_log {
+        let (x0, x1) = (xlo * 0.7, xhi * 1.4);
+        draw_on!(builder.build_cartesian_2d((x0..x1).log_scale(), yr).map_err(e)?, x0, x1)
+    } else {
+        let (x0, x1) = (0.5, xhi + 0.5);
+        draw_on!(builder.build_cartesian_2d(x0..x1, yr).map_err(e)?, x0, x1)
+    }
+}
+
 /// 1.5k, 2M, 0.25 ...
 fn human(x: f64) -> String {
     let (v, s) = if x >= 1e9 {
@@ -375,7 +566,12 @@ mod tests {
         let doc = super::super::report::tests::fixture();
         let figs = figures(&doc);
         let names: Vec<&str> = figs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["echo-latency", "stream-throughput"]);
+        assert_eq!(names, ["echo-latency", "stream-throughput", "echo-pairs"]);
+        // The pairs panel: the kept pairs only (1 and 3), and a missing ratio skipped.
+        let Panel::Pairs { series, bounds, .. } = &figs[2].1[0] else { panic!("pairs panel") };
+        assert_eq!(series[0].points, [(1.0, 1.2), (3.0, 1.1)]);
+        assert_eq!(series[2].points, [(1.0, 1.6)]);
+        assert_eq!(bounds.len(), 2);
         // Echo: the SHM and TCP panels (no Unix rows in the fixture), two curves each.
         let Panel::Latency { series, .. } = &figs[0].1[0] else { panic!("latency panel") };
         assert_eq!(series.len(), 2);
@@ -388,7 +584,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = write_all(&doc, &dir).unwrap();
-        assert_eq!(files, ["echo-latency.svg", "echo-latency.png", "stream-throughput.svg", "stream-throughput.png"]);
+        assert_eq!(
+            files,
+            [
+                "echo-latency.svg",
+                "echo-latency.png",
+                "stream-throughput.svg",
+                "stream-throughput.png",
+                "echo-pairs.svg",
+                "echo-pairs.png"
+            ]
+        );
         for f in &files {
             let bytes = std::fs::read(dir.join(f)).unwrap();
             if f.ends_with(".png") {
@@ -396,7 +602,9 @@ mod tests {
             } else {
                 let s = String::from_utf8(bytes).unwrap();
                 assert!(s.contains("<svg"), "{f}");
-                let wanted: &[&str] = if f.starts_with("echo") {
+                let wanted: &[&str] = if f.starts_with("echo-pairs") {
+                    &["p99 ratio", "goal p99 / SHM floor"]
+                } else if f.starts_with("echo") {
                     &["tcpshm SHM (server + client)", "99.9%", "Echo RTT over TCP loopback"]
                 } else {
                     &["GB/s", "messages/s", "memcpy"]
