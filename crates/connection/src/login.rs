@@ -158,7 +158,7 @@ impl<S: ByteStream> Connection<S> {
                 // The server accepted; tell it why this side does not go on.
                 let reason = CloseReason::Protocol(ProtocolError::SeqMismatch(m));
                 self.goodbye(&mut stream, &reason);
-                self.session.close(reason);
+                self.session.refused(reason);
                 return Err(m.into());
             }
         };
