@@ -520,6 +520,11 @@ impl<S: ByteStream> Transport for Connection<S> {
     fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
         self.session.check_send(len)?;
         if self.queue.to_ring {
+            if let Some(e) = self.rings.as_ref().and_then(|r| r.tx.fault()).cloned() {
+                // An earlier alloc found the ring corrupt: the session ends here.
+                self.ring_failed(ring_reason(&e));
+                return Err(ring_send_error(e));
+            }
             let Some(r) = &mut self.rings else { return Ok(None) };
             return r.tx.alloc(len).map_err(ring_send_error);
         }
@@ -568,6 +573,9 @@ impl<S: ByteStream> Transport for Connection<S> {
     fn poll(&mut self, now: Nanos) -> bool {
         self.now = now;
         self.take_close_request();
+        if let Some(e) = self.rings.as_ref().and_then(|r| r.tx.fault()).cloned() {
+            self.ring_failed(ring_reason(&e));
+        }
         // Staged pushes become crash-safe here whatever happens next: a receive error
         // (the peer just died) must not leave them unpublished.
         if let Err(reason) = self.publish_staged() {

@@ -219,6 +219,10 @@ impl<S: ByteStream> Connection<S> {
         }
         self.rings = Some(Rings::new(file));
         self.resume_numbers()?;
+        // What the server's file holds beyond our consumed count arrived after the
+        // reply (the server may push as soon as it accepted): it is not something this
+        // side held when it advertised its numbers, so it does not count against them.
+        self.session.seq_mut().set_seen(0);
         Ok(())
     }
 

@@ -236,7 +236,7 @@ impl<S: ByteStream> Connection<S> {
     }
 
     /// A ring is broken: nothing more is read from it; the link closes.
-    fn ring_failed(&mut self, reason: CloseReason) {
+    pub(crate) fn ring_failed(&mut self, reason: CloseReason) {
         self.ring_fault = Some(reason.clone());
         self.queue.to_ring = false;
         if self.stream.is_some() {

@@ -378,7 +378,6 @@ fn a_reserved_type_inside_the_ring_is_corruption() {
 }
 
 #[test]
-#[ignore = "library bug: a ring error met by alloc is returned as SendError::Storage but does not close the session (is_connected stays true, poll goes on)"]
 fn a_corrupt_outbound_index_closes_with_corrupt() {
     let mut p = pair("corruptout", small);
     let path = p.srv.rings().unwrap().path().to_path_buf();
@@ -771,8 +770,6 @@ impl ByteStream for Gated {
 /// take them as the first messages of the session, not as a sign that the server
 /// lost its state.
 #[test]
-#[ignore = "library bug: the client's first SHM login counts messages the server pushed right after its reply as held, \
-            and refuses the login with SeqMismatch::PeerLostSent"]
 fn a_server_pushing_right_after_accepting_does_not_fail_a_first_shm_login() {
     let dir = TempDir::new("push-after-accept");
     let cfg = small(&dir);

@@ -129,6 +129,8 @@ pub struct RingTx {
     staged: u64,
     max_message: usize,
     direction: Direction,
+    /// The outbound ring was found corrupt (sticky: the file needs a reset).
+    fault: Option<RingError>,
     file: std::sync::Arc<FileInner>,
 }
 
@@ -217,6 +219,7 @@ impl Rings {
             staged: 0,
             max_message,
             direction: out,
+            fault: None,
             file: inner.clone(),
         };
         let rx = RingRx { ring: ends.rx, consumed: cb.consumed(inn), direction: inn, head: None, file: inner.clone() };
@@ -299,6 +302,9 @@ impl RingTx {
         if len > self.max_message {
             return Err(RingError::TooLarge { len, max: self.max_message });
         }
+        if let Some(e) = &self.fault {
+            return Err(e.clone());
+        }
         match self.ring.alloc(len + RING_PREFIX_LEN) {
             Ok(Some(buf)) => {
                 let (prefix, msg) = buf.split_at_mut(RING_PREFIX_LEN);
@@ -310,8 +316,18 @@ impl RingTx {
                 Ok(None)
             }
             Err(AllocError::TooLarge { .. }) => Err(RingError::TooLarge { len, max: self.max_message }),
-            Err(AllocError::Corrupt(c)) => Err(corrupt(&self.file.path, self.direction, c)),
+            Err(AllocError::Corrupt(c)) => {
+                let e = corrupt(&self.file.path, self.direction, c);
+                self.fault = Some(e.clone());
+                Err(e)
+            }
         }
+    }
+
+    /// The corruption an `alloc` found in the outbound ring, if any (sticky).
+    #[inline]
+    pub fn fault(&self) -> Option<&RingError> {
+        self.fault.as_ref()
     }
 
     /// Completes the message from the last `alloc` as a frame of `msg_type` (a user
