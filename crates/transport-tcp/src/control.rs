@@ -49,8 +49,8 @@ impl ControlQueue {
         self.pos < self.len
     }
 
-    /// Whether a write stopped inside a frame (nothing else may be written before
-    /// its rest).
+    /// Whether a write stopped part way through the pending bytes (what is left goes
+    /// out before anything else).
     pub fn mid_frame(&self) -> bool {
         self.pos > 0 && self.pos < self.len
     }
