@@ -8,9 +8,48 @@
 //! A parent pauses a child it is not measuring with [`Child::stop`] (`SIGSTOP`) and
 //! resumes it with [`Child::resume`]: the benches keep several servers alive on the
 //! same cpu, one running at a time, to measure ours and a reference back to back.
+//!
+//! A child that dies while its handle is alive (a crash, a kill from outside) would
+//! leave the parent spinning forever on an echo that never comes: a watchdog thread
+//! (started with the first child, waking once a second, never on the measuring
+//! thread) ends the parent with a message naming the role.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdout, Command, Stdio};
+use std::sync::{Mutex, Once};
+
+/// The children the watchdog looks after: (pid, role).
+static WATCHED: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+
+/// Whether process `pid` has ended (gone, or a zombie not reaped yet).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(s) => {
+            s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next()).is_some_and(|st| st == "Z" || st == "X")
+        }
+        Err(_) => true,
+    }
+}
+
+fn watch(pid: u32, role: &str) {
+    static START: Once = Once::new();
+    WATCHED.lock().expect("watch list").push((pid, role.to_string()));
+    START.call_once(|| {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let dead = WATCHED.lock().expect("watch list").iter().find(|(p, _)| ended(*p)).cloned();
+            if let Some((pid, role)) = dead {
+                eprintln!("bench: child role {role} (pid {pid}) died while in use; giving up");
+                std::process::exit(2);
+            }
+        });
+    });
+}
+
+fn unwatch(pid: u32) {
+    WATCHED.lock().expect("watch list").retain(|(p, _)| *p != pid);
+}
 
 /// If this process was started as a child role: the role's name and its arguments.
 pub fn role_args() -> Option<(String, Vec<String>)> {
@@ -78,6 +117,7 @@ impl Child {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start child role {role}: {e}"));
         let out = BufReader::new(proc.stdout.take().expect("piped stdout"));
+        watch(proc.id(), role);
         Child { role: role.to_string(), proc, out, stopped: false }
     }
 
@@ -141,6 +181,7 @@ impl Child {
 
     /// Waits for the child to exit by itself (after it was told to stop).
     pub fn wait(mut self) -> std::process::ExitStatus {
+        unwatch(self.proc.id());
         self.resume();
         let st = self.proc.wait().expect("wait child");
         std::mem::forget(self);
@@ -150,7 +191,35 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        unwatch(self.proc.id());
         let _ = self.proc.kill();
         let _ = self.proc.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_tells_a_live_process_from_a_gone_or_zombie_one() {
+        assert!(!ended(std::process::id()));
+        assert!(ended(u32::MAX - 1));
+        let mut p = Command::new("true").spawn().unwrap();
+        let pid = p.id();
+        // Not reaped yet: a zombie once it exits.
+        while !ended(pid) {
+            std::thread::yield_now();
+        }
+        p.wait().unwrap();
+        assert!(ended(pid));
+    }
+
+    #[test]
+    fn arguments_after_names() {
+        let a: Vec<String> = ["--cpu", "1", "--file", "/x"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(arg(&a, "--file"), Some("/x"));
+        assert_eq!(parsed::<usize>(&a, "--cpu"), 1);
+        assert_eq!(arg(&a, "--nope"), None);
     }
 }

@@ -468,8 +468,15 @@ impl Report {
         self.skipped.push((what.to_string(), why.to_string()));
     }
 
-    /// The markdown table of all rows, then the notes.
+    /// The markdown table of all rows, then the sections and notes; goals shown with
+    /// their verdicts.
     pub fn markdown(&self) -> String {
+        self.markdown_judged(true)
+    }
+
+    /// [`markdown`](Self::markdown), with the goals' verdicts only if `judged` (a quick
+    /// run's figures mean nothing: its goals are shown as not judged).
+    pub fn markdown_judged(&self, judged: bool) -> String {
         let with_also = self.rows.iter().any(|r| r.also.is_some());
         let mut s = String::from("| measurement | median | best | unit |");
         s.push_str(if with_also { " also (median) |" } else { "" });
@@ -480,7 +487,11 @@ impl Report {
             let ratio: Vec<String> = r.ratios.iter().map(|(n, x)| format!("{x:.2}x {n}")).collect();
             let goal = r
                 .verdict()
-                .map(|(g, ok)| format!("{} ({g})", if ok { "met" } else { "**missed**" }))
+                .map(|(g, ok)| match (judged, ok) {
+                    (false, _) => format!("not judged ({g})"),
+                    (true, true) => format!("met ({g})"),
+                    (true, false) => format!("**missed** ({g})"),
+                })
                 .unwrap_or_default();
             s.push_str(&format!(
                 "| {} | {} | {} | {} |",
@@ -541,7 +552,8 @@ impl Report {
 
     /// Prints the table and writes the JSON file if asked.
     pub fn finish(&self, opts: &Opts) {
-        println!("\n## {}\n\n{}", self.name, self.markdown());
+        let markdown = self.markdown_judged(!opts.quick);
+        println!("\n## {}\n\n{markdown}", self.name);
         if let Some(path) = &opts.json {
             let rows: Vec<serde_json::Value> = self
                 .rows
@@ -585,7 +597,7 @@ impl Report {
                 "quick": opts.quick,
                 "runs": opts.runs,
                 "cpus": [opts.cpus.0, opts.cpus.1],
-                "markdown": self.markdown(),
+                "markdown": markdown,
                 "notes": self.notes,
                 "skipped": self.skipped.iter().map(|(w, y)| serde_json::json!({"what": w, "why": y})).collect::<Vec<_>>(),
                 "sections": self.sections.iter().map(|(t, m)| serde_json::json!({"title": t, "markdown": m})).collect::<Vec<_>>(),

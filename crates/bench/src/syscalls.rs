@@ -172,7 +172,7 @@ pub fn strace_missing() -> Option<String> {
 /// Calls the bench itself makes while strace is attached to one of its own threads,
 /// to start and stop strace (a sleep while it attaches, resumed once attached; the
 /// signal that detaches it, the wait for it): left out of that thread's counts.
-const OWN_CALLS: [&str; 5] = ["clock_nanosleep", "nanosleep", "restart_syscall", "kill", "wait4"];
+pub const OWN_CALLS: [&str; 5] = ["clock_nanosleep", "nanosleep", "restart_syscall", "kill", "wait4"];
 
 impl Strace {
     /// Attaches to `pid` (with every thread of it if `threads`, else only the thread
