@@ -346,10 +346,9 @@ impl tcpshm_server::GroupHandler for Greeter {
 /// client with `SeqMismatch::PeerLostSent { seen: 1, peer_next: 0 }`: mapping the
 /// server's file counted the greeting, pushed after the reply, as held before it.
 #[test]
-#[ignore = "library bug: a client's first SHM login is refused (SeqMismatch::PeerLostSent) when the server pushes right after its reply (on_logged_on): mapping the file counts those messages as held before the login"]
 fn a_push_at_logon_reaches_a_client_at_its_first_login() {
     for kind in KINDS {
-        for round in 0..20 {
+        for round in 0..5 {
             let dir = TempDir::new(&format!("greet-{kind}"));
             let server =
                 Server::bind(server_config("Srv", &dir), AcceptAll, RoundRobin::default(), vec![Greeter]).unwrap();
