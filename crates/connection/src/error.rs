@@ -114,7 +114,7 @@ impl ConnectError {
                 matches!(status, LoginStatus::AlreadyLoggedIn | LoginStatus::ServerFull | LoginStatus::StorageError)
             }
             // A busy file: the previous process of this client has not let go yet.
-            ConnectError::Shm(ShmError::Busy { .. }) | ConnectError::Shm(ShmError::NotFound(_)) => true,
+            ConnectError::Shm(ShmError::Busy { .. } | ShmError::NotFound(_) | ShmError::Unstable(_)) => true,
             _ => false,
         }
     }
