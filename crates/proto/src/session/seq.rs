@@ -548,12 +548,19 @@ impl SeqState {
     /// The user popped a message whose frame is `frame_bytes` long (for the
     /// byte-based ack threshold). From a stream, only a received message can be
     /// popped: `false`, changing nothing, if none was left. From a ring (`ring`), the
-    /// message was classified [`Inbound::Next`] and is popped as such.
+    /// message was classified [`Inbound::Next`] and is popped as such; the ring's
+    /// consumed count, stored by the pop, is its ack, so no ack frame becomes due.
     #[inline]
     pub fn on_pop(&mut self, frame_bytes: u64, ring: bool) -> bool {
         if ring {
             self.received = self.received.max(self.consumed + 1);
-        } else if self.consumed >= self.received {
+            self.consumed += 1;
+            self.seen = self.seen.max(self.consumed);
+            self.last_ack_sent = self.consumed;
+            self.unacked_bytes = 0;
+            return true;
+        }
+        if self.consumed >= self.received {
             return false;
         }
         self.consumed += 1;
@@ -839,6 +846,19 @@ mod tests {
         assert_eq!(s.classify(7), Inbound::Gap { expected: 5 });
         assert!(s.on_pop(24, true));
         assert_eq!((s.consumed(), s.classify(5), s.classify(6)), (6, Inbound::Stale, Inbound::Next));
+    }
+
+    #[test]
+    fn a_ring_pop_is_its_own_ack() {
+        let acks = AckPolicy { every_msgs: 1, every_bytes: 1 };
+        let mut s = SeqState::resume(acks, SeqRange::default(), 0);
+        assert!(s.on_pop(4096, true));
+        assert!(!s.ack_due(), "the ring's consumed count already told the peer");
+        assert_eq!(s.ack_to_send(), 1);
+        // A stream pop after it still asks for an ack frame.
+        s.on_receive(1).unwrap();
+        assert!(s.on_pop(24, false));
+        assert!(s.ack_due());
     }
 
     #[test]
