@@ -458,7 +458,10 @@ fn count_calls(who: Who, opts: &Opts, clock: &Clock) -> Calls {
 fn trace_tail(who: Who, opts: &Opts, clock: &Clock) -> Result<tail::Attribution, String> {
     let dir = Scratch::new("trace");
     let shm = ShmPrefix::new();
-    let slow_ns: f64 = if who == Who::Shm { 1_000.0 } else { 5_000.0 };
+    // A server iteration longer than this is recorded: over shared memory a quarter
+    // of the floor's round trip in the slower machine state (an epoll_wait, a
+    // recvfrom are longer); over TCP a fraction of the round trip.
+    let slow_ns: f64 = if who == Who::Shm { 400.0 } else { 5_000.0 };
     let file = dir.join("server.trace");
     let mut child = Child::spawn(
         "ours-traced",
@@ -593,9 +596,10 @@ fn main() {
         report.section(
             &format!("{} against the {} in pairs", o.label(), f.short()),
             format!(
-                "{}\nInvoluntary context switches per window: {} server {:.1}, client {:.1}; {} server {:.1}, \
+                "{}\n{}Involuntary context switches per window: {} server {:.1}, client {:.1}; {} server {:.1}, \
                  client {:.1}.\n",
                 p.markdown(o.short(), f.short()),
+                p.states_markdown(f.short()),
                 o.short(),
                 per_w(j.ours_switches),
                 j.ours_switches.client as f64 / j.ours_switches.windows.max(1) as f64,

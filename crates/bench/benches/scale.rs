@@ -672,12 +672,13 @@ fn main() {
         report.section(
             &format!("{label}: pairs"),
             format!(
-                "{}\nPer window: the measuring client was switched out involuntarily {:.1} times alone and {:.1} times \
+                "{}\n{}Per window: the measuring client was switched out involuntarily {:.1} times alone and {:.1} times \
                  beside the crowd; the server {:.1} / {:.1} times. The crowd used {:.0}% of a cpu (it shares the \
                  client's) and sent {} msg/s in all. The client lost its cpu (a gap of {} µs or more in its loop) \
                  during {:.3}% of the round trips alone and {:.3}% beside the crowd; the round trips during which \
                  it kept its cpu, paired the same way (the server's share of the tail):\n\n{}",
                 j.markdown("crowded", "alone"),
+                j.states_markdown("alone"),
                 per(a.client_switches, a.windows),
                 per(c.client_switches, c.windows),
                 per(a.server_switches, a.windows),

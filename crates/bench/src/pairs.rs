@@ -27,6 +27,10 @@ use hdrhistogram::Histogram;
 /// by more than this fraction of the smaller one.
 pub const MOVE_LIMIT: f64 = 0.10;
 
+/// Kept pairs whose references' p50 differ by more than this belong to different
+/// machine states (shown apart: the ratio depends on the state).
+pub const STATE_STEP: f64 = 0.25;
+
 /// How much the reference moved between its window before and its window after ours:
 /// `|a - b| / min(a, b)` (infinite if either is not positive).
 pub fn moved(before: f64, after: f64) -> f64 {
@@ -135,6 +139,63 @@ impl LatencyPairs {
         self.pairs.iter().filter(|p| !p.kept).count()
     }
 
+    /// The kept pairs grouped by the machine's state, as the reference's p50 tells it:
+    /// sorted by it and split where two neighbours differ by more than
+    /// [`STATE_STEP`]. Per state: the pairs' indices and the median of each ratio.
+    pub fn states(&self) -> Vec<(Vec<usize>, [f64; 4])> {
+        let ref_p50 = |i: usize| self.pairs[i].reference.p50;
+        let mut kept: Vec<usize> = (0..self.pairs.len()).filter(|&i| self.pairs[i].kept).collect();
+        kept.sort_by(|&a, &b| ref_p50(a).total_cmp(&ref_p50(b)));
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for i in kept {
+            match groups.last_mut() {
+                Some(g) if moved(ref_p50(*g.last().expect("non-empty")), ref_p50(i)) <= STATE_STEP => g.push(i),
+                _ => groups.push(vec![i]),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|g| {
+                let mut m = [f64::NAN; 4];
+                for (k, x) in m.iter_mut().enumerate() {
+                    *x = median_of(g.iter().map(|&i| self.pairs[i].ratios[k]).collect());
+                }
+                (g, m)
+            })
+            .collect()
+    }
+
+    /// One line per machine state (when there is more than one): its reference p50
+    /// range, its pairs, its median ratios.
+    pub fn states_markdown(&self, ref_name: &str) -> String {
+        let states = self.states();
+        if states.len() < 2 {
+            return String::new();
+        }
+        let mut s = format!(
+            "The kept pairs fall in {} machine states (the {ref_name}'s p50 differs by more than {:.0}% between \
+             them); the ratios per state:\n\n| {ref_name} p50 (ns) | pairs | ratio p50 | p99 | p99.9 | p99.99 |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+            states.len(),
+            STATE_STEP * 100.0
+        );
+        for (g, m) in &states {
+            let lo = g.iter().map(|&i| self.pairs[i].reference.p50).fold(f64::INFINITY, f64::min);
+            let hi = g.iter().map(|&i| self.pairs[i].reference.p50).fold(0.0, f64::max);
+            s.push_str(&format!(
+                "| {}–{} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                fmt_num(lo),
+                fmt_num(hi),
+                g.len(),
+                m[0],
+                m[1],
+                m[2],
+                m[3]
+            ));
+        }
+        s
+    }
+
     /// Median over the kept pairs of ours' value at `QUANTILES[k]`.
     pub fn median_ours(&self, k: usize) -> f64 {
         median_of(self.pairs.iter().filter(|p| p.kept).map(|p| at(&p.ours, k)).collect())
@@ -216,6 +277,12 @@ impl LatencyPairs {
             "discarded": self.discarded(),
             "median_ratios": ratio_obj(&self.median),
             "representative": self.representative,
+            "states": self.states().iter().map(|(g, m)| serde_json::json!({
+                "pairs": g,
+                "ref_p50_min": g.iter().map(|&i| self.pairs[i].reference.p50).fold(f64::INFINITY, f64::min),
+                "ref_p50_max": g.iter().map(|&i| self.pairs[i].reference.p50).fold(0.0, f64::max),
+                "median_ratios": ratio_obj(m),
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -364,6 +431,14 @@ mod tests {
         let md = j.markdown("ours", "floor");
         assert!(md.contains("**no**: floor moved") && md.contains("1 discarded"), "{md}");
         assert_eq!(j.json()["discarded"], 1);
+        // Two states: the fast pairs (floor 100) and the slow one (floor 500).
+        let states = j.states();
+        assert_eq!(states.len(), 2);
+        assert_eq!(states[0].0, [0, 1]);
+        assert_eq!(states[1].0, [3]);
+        assert!((states[0].1[0] - 1.25).abs() < 0.02 && (states[1].1[0] - 1.2).abs() < 0.02, "{states:?}");
+        assert!(j.states_markdown("floor").contains("2 machine states"));
+        assert_eq!(j.json()["states"].as_array().unwrap().len(), 2);
     }
 
     #[test]

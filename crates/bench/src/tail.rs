@@ -41,7 +41,7 @@ pub const TRACE_DUMP: u16 = 4;
 /// trips a traced window holds.
 pub const HANDLED_SLOTS: usize = 1 << 21;
 /// Iterations the server keeps at most per window.
-pub const MAX_ITERS: usize = 1 << 20;
+pub const MAX_ITERS: usize = 1 << 21;
 
 /// Context switches of the calling thread so far (voluntary and involuntary): one
 /// `getrusage`, called only after something slow was seen.
