@@ -91,31 +91,64 @@ fn standalone_ring() -> Result<()> {
     step("standalone tcpshm-ring (crates/ring/README.md example)", c)
 }
 
-/// Every `crates/*/tests/loom_*.rs`, run with `--cfg loom` in its own target dir
-/// (the cfg changes every crate's build, so it must not thrash the normal one).
+/// The loom models, with `--cfg loom` in their own target dir (the cfg changes every
+/// crate's build, so it must not thrash the normal one):
+///
+/// * every crate with a `src/loom_models/` module: its library's unit tests filtered to
+///   `loom_models` (loom is then a `cfg(loom)` dev-dependency, visible only to the
+///   crate's own test build, so it never reaches a dependent's `Cargo.lock`);
+/// * every `crates/*/tests/loom_*.rs` integration test (a crate whose loom models only
+///   need its public API).
+///
+/// A filter that matches no test would pass vacuously, so each run must report at
+/// least one passed test.
 fn loom() -> Result<()> {
-    let mut tests: Vec<(String, String)> = Vec::new();
+    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
     for krate in std::fs::read_dir(root().join("crates"))? {
         let krate = krate?.path();
+        let pkg = format!("tcpshm-{}", krate.file_name().unwrap().to_string_lossy());
+        if krate.join("src/loom_models").is_dir() {
+            runs.push((pkg.clone(), vec!["--lib".into(), "loom_models".into()]));
+        }
         let Ok(files) = std::fs::read_dir(krate.join("tests")) else { continue };
         for f in files {
             let name = f?.file_name().to_string_lossy().into_owned();
             if let Some(stem) = name.strip_prefix("loom_").and_then(|s| s.strip_suffix(".rs")) {
-                let dir = krate.file_name().unwrap().to_string_lossy().into_owned();
-                tests.push((format!("tcpshm-{dir}"), format!("loom_{stem}")));
+                runs.push((pkg.clone(), vec!["--test".into(), format!("loom_{stem}")]));
             }
         }
     }
-    tests.sort();
-    anyhow::ensure!(!tests.is_empty(), "no loom tests found under crates/*/tests/loom_*.rs");
-    for (pkg, test) in tests {
+    runs.sort();
+    anyhow::ensure!(!runs.is_empty(), "no loom models found (crates/*/src/loom_models/ or crates/*/tests/loom_*.rs)");
+    for (pkg, target) in runs {
         let mut c = cargo();
-        c.args(["test", "--release", "-p", &pkg, "--test", &test]);
+        c.args(["test", "--release", "-p", &pkg]);
+        c.args(&target);
         c.env("RUSTFLAGS", "--cfg loom");
         c.env("CARGO_TARGET_DIR", root().join("target/loom"));
         c.env("LOOM_MAX_PREEMPTIONS", "3");
-        step(&format!("loom {pkg}/{test}"), c)?;
+        step_counting_tests(&format!("loom {pkg} {}", target.join(" ")), c)?;
     }
+    Ok(())
+}
+
+/// Runs a `cargo test` step, echoing its output, and fails unless it passed at least
+/// one test (a filter that matches nothing is not a pass).
+fn step_counting_tests(name: &str, mut cmd: Command) -> Result<()> {
+    println!("\n==> [{name}] {cmd:?}");
+    let t = std::time::Instant::now();
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "step `{name}` FAILED ({}) after {:.0?}", out.status, t.elapsed());
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    anyhow::ensure!(passed > 0, "step `{name}` ran no test: its filter matched nothing");
+    println!("==> [{name}] ok ({passed} tests) in {:.0?}", t.elapsed());
     Ok(())
 }
 

@@ -15,10 +15,17 @@
 //! empty), so in steady state the two cores rarely touch each other's cache lines.
 //!
 //! No dependency beyond `core`/`std`. Correctness is checked with loom
-//! (`RUSTFLAGS="--cfg loom"`), miri and property tests.
+//! (`RUSTFLAGS="--cfg loom" cargo test -p tcpshm-ring --lib loom_models`), miri and
+//! property tests.
 #![cfg_attr(not(test), warn(clippy::undocumented_unsafe_blocks))]
 
+#[cfg(all(loom, test))]
+mod loom_models;
 mod sync;
 
+#[cfg(all(feature = "shm", target_os = "linux"))]
+pub mod shm;
 pub mod spsc;
 pub mod var;
+#[cfg(all(feature = "wait", target_os = "linux"))]
+pub mod wait;

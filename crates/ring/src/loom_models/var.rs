@@ -3,13 +3,12 @@
 //! publish and release, and the cached indices. Data races on the frame bytes are
 //! caught through the crate's loom tracker (each frame's bytes are a loom cell).
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --test loom_var`
-#![cfg(loom)]
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --lib loom_models::var`
 
+use crate::var::VarQueue;
 use loom::thread;
-use tcpshm_ring::var::VarQueue;
 
-fn produce(p: &mut tcpshm_ring::var::Producer<'static>, i: u8, len: usize, publish: bool) {
+fn produce(p: &mut crate::var::Producer<'static>, i: u8, len: usize, publish: bool) {
     loop {
         match p.alloc(len).unwrap() {
             Some(buf) => {

@@ -1,11 +1,10 @@
 //! loom models of the typed queue: every interleaving (up to the preemption bound) of
 //! a producer and a consumer, including wrap-around and the cached indices.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --test loom_spsc`
-#![cfg(loom)]
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --lib loom_models::spsc`
 
+use crate::spsc;
 use loom::thread;
-use tcpshm_ring::spsc;
 
 /// Capacity 2, three items: the producer must wrap and must reread the consumer's
 /// index (its cached copy says full); values arrive in order, none lost or doubled.
