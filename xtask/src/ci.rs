@@ -95,8 +95,9 @@ fn standalone_ring() -> Result<()> {
 /// crate's build, so it must not thrash the normal one):
 ///
 /// * every crate with a `src/loom_models/` module: its library's unit tests filtered to
-///   `loom_models` (loom is then a `cfg(loom)` dev-dependency, visible only to the
-///   crate's own test build, so it never reaches a dependent's `Cargo.lock`);
+///   `loom_models`, with all its features (models of optional code too; loom is then a
+///   `cfg(loom)` dev-dependency, visible only to the crate's own test build, so it
+///   never reaches a dependent's `Cargo.lock`);
 /// * every `crates/*/tests/loom_*.rs` integration test (a crate whose loom models only
 ///   need its public API).
 ///
@@ -108,7 +109,7 @@ fn loom() -> Result<()> {
         let krate = krate?.path();
         let pkg = format!("tcpshm-{}", krate.file_name().unwrap().to_string_lossy());
         if krate.join("src/loom_models").is_dir() {
-            runs.push((pkg.clone(), vec!["--lib".into(), "loom_models".into()]));
+            runs.push((pkg.clone(), vec!["--all-features".into(), "--lib".into(), "loom_models".into()]));
         }
         let Ok(files) = std::fs::read_dir(krate.join("tests")) else { continue };
         for f in files {

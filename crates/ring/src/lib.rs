@@ -15,7 +15,7 @@
 //! empty), so in steady state the two cores rarely touch each other's cache lines.
 //!
 //! No dependency beyond `core`/`std`. Correctness is checked with loom
-//! (`RUSTFLAGS="--cfg loom" cargo test -p tcpshm-ring --lib loom_models`), miri and
+//! (`RUSTFLAGS="--cfg loom" cargo test -p tcpshm-ring --all-features --lib loom_models`), miri and
 //! property tests.
 #![cfg_attr(not(test), warn(clippy::undocumented_unsafe_blocks))]
 
