@@ -22,8 +22,13 @@ const N: u64 = if cfg!(miri) { 200 } else { 200_000 };
 
 /// Runs `f` on a new thread and returns once that thread is asleep in the futex system
 /// call (`/proc/self/task/TID/syscall`), i.e. parked: the state a wake-up must end.
-/// Observable state, no sleep; if the thread finishes instead, returns then.
+/// Observable state, no sleep; if the thread finishes instead, returns then. Under miri,
+/// whose threads are not in /proc, returns at once (miri's scheduler then picks the
+/// interleaving).
 fn parked<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> std::thread::JoinHandle<R> {
+    if cfg!(miri) {
+        return std::thread::spawn(f);
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         tx.send(rustix::thread::gettid().as_raw_nonzero().get()).unwrap();

@@ -47,7 +47,7 @@ pub(crate) enum Link {
     /// Both ends were made together in this process.
     Pair(Arc<PairFlags>),
     /// An end that claimed its side of a `shm::Region`.
-    #[cfg(all(feature = "shm", target_os = "linux"))]
+    #[cfg(feature = "shm")]
     Shm(crate::shm::Claim),
 }
 
@@ -66,7 +66,7 @@ impl Link {
             // Acquire: everything the other end did before its drop is visible.
             Link::Pair(f) if f.flag(me.other()).load(Ordering::Acquire) => Peer::Gone,
             Link::Pair(_) => Peer::Alive,
-            #[cfg(all(feature = "shm", target_os = "linux"))]
+            #[cfg(feature = "shm")]
             Link::Shm(claim) => claim.peer(),
         }
     }
@@ -82,7 +82,7 @@ impl Link {
                 f.flag(me).store(true, Ordering::Release);
                 true
             }
-            #[cfg(all(feature = "shm", target_os = "linux"))]
+            #[cfg(feature = "shm")]
             Link::Shm(claim) => {
                 claim.release();
                 true
