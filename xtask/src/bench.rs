@@ -37,14 +37,17 @@ struct Suite {
     /// `None`: the root package.
     dir: Option<&'static str>,
     benches: &'static [&'static str],
+    /// Features the bench targets require (`--features`), or "".
+    features: &'static str,
 }
 
 const SUITES: &[Suite] = &[
-    Suite { name: "echo", package: "tcpshm", dir: None, benches: &["echo"] },
-    Suite { name: "stream", package: "tcpshm", dir: None, benches: &["stream"] },
-    Suite { name: "scale", package: "tcpshm", dir: None, benches: &["scale"] },
-    Suite { name: "persist", package: "tcpshm-persist", dir: Some("persist"), benches: &["persist"] },
-    Suite { name: "ring", package: "tcpshm-ring", dir: Some("ring"), benches: &["spsc", "var"] },
+    Suite { name: "echo", package: "tcpshm", dir: None, benches: &["echo"], features: "" },
+    Suite { name: "stream", package: "tcpshm", dir: None, benches: &["stream"], features: "" },
+    Suite { name: "scale", package: "tcpshm", dir: None, benches: &["scale"], features: "" },
+    Suite { name: "persist", package: "tcpshm-persist", dir: Some("persist"), benches: &["persist"], features: "" },
+    // The ring's benches measure its waiting helpers too.
+    Suite { name: "ring", package: "tcpshm-ring", dir: Some("ring"), benches: &["spsc", "var"], features: "wait" },
 ];
 
 /// Options of `cargo xtask bench`.
@@ -131,6 +134,9 @@ pub fn run(args: Args) -> Result<()> {
             let _ = std::fs::remove_file(&part);
             let mut c = cargo();
             c.args(["bench", "-p", suite.package, "--bench", bench]);
+            if !suite.features.is_empty() {
+                c.args(["--features", suite.features]);
+            }
             let mut extra: Vec<String> = vec!["--json".into(), part.display().to_string()];
             if suite.name == "echo" {
                 match &zmq {
