@@ -45,13 +45,16 @@ impl<T> fmt::Display for Full<T> {
 
 impl<T: fmt::Debug> std::error::Error for Full<T> {}
 
+// `repr(C)`: the hot fields keep the offsets they had before `ends` was added (the
+// liveness line comes last), so push and pop compile to the same code.
+#[repr(C)]
 pub(crate) struct Shared<T> {
     /// Next slot the consumer reads (count of items ever popped).
     head: CachePadded<AtomicUsize>,
     /// Next slot the producer writes (count of items ever pushed).
     tail: CachePadded<AtomicUsize>,
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     /// Liveness and parking; on its own line, away from the indices and the slots.
     pub(crate) ends: CachePadded<Ends>,
 }
@@ -179,8 +182,8 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let shared = Arc::new(Shared {
         head: CachePadded(AtomicUsize::new(0)),
         tail: CachePadded(AtomicUsize::new(0)),
-        slots,
         mask: cap - 1,
+        slots,
         ends: CachePadded(Ends::default()),
     });
     (Producer { shared: shared.clone(), tail: 0, cached_head: 0 }, Consumer { shared, head: 0, cached_tail: 0 })
