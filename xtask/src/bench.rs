@@ -39,17 +39,20 @@ struct Suite {
     package: &'static str,
     dir: &'static str,
     benches: &'static [&'static str],
+    /// Features the bench targets require (`--features`), or "".
+    features: &'static str,
 }
 
 /// The package of the echo, stream and scale suites.
 const BENCH_PACKAGE: &str = "tcpshm-bench";
 
 const SUITES: &[Suite] = &[
-    Suite { name: "echo", package: BENCH_PACKAGE, dir: "bench", benches: &["echo"] },
-    Suite { name: "stream", package: BENCH_PACKAGE, dir: "bench", benches: &["stream"] },
-    Suite { name: "scale", package: BENCH_PACKAGE, dir: "bench", benches: &["scale"] },
-    Suite { name: "persist", package: "tcpshm-persist", dir: "persist", benches: &["persist"] },
-    Suite { name: "ring", package: "tcpshm-ring", dir: "ring", benches: &["spsc", "var"] },
+    Suite { name: "echo", package: BENCH_PACKAGE, dir: "bench", benches: &["echo"], features: "" },
+    Suite { name: "stream", package: BENCH_PACKAGE, dir: "bench", benches: &["stream"], features: "" },
+    Suite { name: "scale", package: BENCH_PACKAGE, dir: "bench", benches: &["scale"], features: "" },
+    Suite { name: "persist", package: "tcpshm-persist", dir: "persist", benches: &["persist"], features: "" },
+    // The ring's benches measure its waiting helpers too.
+    Suite { name: "ring", package: "tcpshm-ring", dir: "ring", benches: &["spsc", "var"], features: "wait" },
 ];
 
 /// Options of `cargo xtask bench`.
@@ -141,6 +144,9 @@ pub fn run(args: Args) -> Result<()> {
             let _ = std::fs::remove_file(&part);
             let mut c = cargo();
             c.args(["bench", "-p", suite.package, "--bench", bench]);
+            if !suite.features.is_empty() {
+                c.args(["--features", suite.features]);
+            }
             let mut extra: Vec<String> = vec!["--json".into(), part.display().to_string()];
             if suite.name == "echo" {
                 match &zmq {

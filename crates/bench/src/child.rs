@@ -32,6 +32,18 @@ fn ended(pid: u32) -> bool {
     }
 }
 
+/// How an ended (zombie) process ended, from the exit code in `/proc/<pid>/stat`.
+fn how_it_ended(pid: u32) -> String {
+    let code = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].split_whitespace().last()?.parse::<i32>().ok());
+    match code {
+        Some(c) if c & 0x7f != 0 => format!("killed by signal {}", c & 0x7f),
+        Some(c) => format!("exited with status {}", (c >> 8) & 0xff),
+        None => "already reaped".into(),
+    }
+}
+
 fn watch(pid: u32, role: &str) {
     static START: Once = Once::new();
     WATCHED.lock().expect("watch list").push((pid, role.to_string()));
@@ -40,7 +52,7 @@ fn watch(pid: u32, role: &str) {
             std::thread::sleep(std::time::Duration::from_secs(1));
             let dead = WATCHED.lock().expect("watch list").iter().find(|(p, _)| ended(*p)).cloned();
             if let Some((pid, role)) = dead {
-                eprintln!("bench: child role {role} (pid {pid}) died while in use; giving up");
+                eprintln!("bench: child role {role} (pid {pid}) died while in use ({}); giving up", how_it_ended(pid));
                 std::process::exit(2);
             }
         });

@@ -4,6 +4,11 @@
 //! * Throughput of `u64`s, one at a time and in batches of 64 and 256.
 //! * Ping-pong round trip through two queues, against a bare cache-line ping-pong
 //!   (the floor: the cost of moving one line to the other core and back).
+//! * The waiting helpers (feature `wait`): `push_wait`/`pop_wait` throughput beside the
+//!   plain calls, rtrb and `ArrayQueue` (which busy-poll); ping-pong with the default
+//!   policy (spin first), with parking on every wait (the futex wake-up cost), and std's
+//!   blocking `sync_channel` (crossbeam-channel's algorithm inside) as the blocking
+//!   reference.
 //!
 //! `cargo xtask bench ring` runs it; `--quick` is a smoke run.
 
@@ -19,6 +24,7 @@ use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tcpshm_ring::wait::Wait;
 
 /// Queue capacity (items) of every contender.
 const CAP: usize = 4096;
@@ -176,6 +182,70 @@ impl Pop for MailRx {
     fn pop_n(&mut self, _: &mut [u64]) -> usize {
         unreachable!("the mailbox is only used for ping-pong")
     }
+}
+
+/// The typed queue through its waiting helpers: each call waits (spin, yield, park)
+/// instead of failing, and notifies the other end (a fence and a load, a futex wake only
+/// when it is parked). Only single-item calls exist.
+struct WaitTx(tcpshm_ring::spsc::Producer<u64>, Wait);
+struct WaitRx(tcpshm_ring::spsc::Consumer<u64>, Wait);
+
+impl Push for WaitTx {
+    #[inline(always)]
+    fn push1(&mut self, v: u64) -> bool {
+        self.0.push_wait(v, &self.1).is_ok()
+    }
+    fn push_n(&mut self, _: &[u64]) -> usize {
+        unreachable!("the waiting helpers are measured one item at a time")
+    }
+}
+
+impl Pop for WaitRx {
+    #[inline(always)]
+    fn pop1(&mut self) -> Option<u64> {
+        self.0.pop_wait(&self.1).ok()
+    }
+    fn pop_n(&mut self, _: &mut [u64]) -> usize {
+        unreachable!("the waiting helpers are measured one item at a time")
+    }
+}
+
+/// std's bounded blocking channel: `send` and `recv` wait (spinning briefly, then
+/// parking the thread) like our waiting helpers.
+struct StdTx(std::sync::mpsc::SyncSender<u64>);
+struct StdRx(std::sync::mpsc::Receiver<u64>);
+
+impl Push for StdTx {
+    #[inline(always)]
+    fn push1(&mut self, v: u64) -> bool {
+        self.0.send(v).is_ok()
+    }
+    fn push_n(&mut self, _: &[u64]) -> usize {
+        unreachable!("std's channel is measured one item at a time")
+    }
+}
+
+impl Pop for StdRx {
+    #[inline(always)]
+    fn pop1(&mut self) -> Option<u64> {
+        self.0.recv().ok()
+    }
+    fn pop_n(&mut self, _: &mut [u64]) -> usize {
+        unreachable!("std's channel is measured one item at a time")
+    }
+}
+
+/// Parks as soon as the queue is empty or full: every wait is a futex sleep and every
+/// hand-over a futex wake (the cost a waiting helper pays when the other end is slow).
+const PARK_AT_ONCE: Wait = Wait { spins: 0, yields: 0, ..Wait::new() };
+
+fn ours_wait(w: Wait) -> (WaitTx, WaitRx) {
+    let (tx, rx) = tcpshm_ring::spsc::channel(CAP);
+    (WaitTx(tx, w), WaitRx(rx, w))
+}
+fn std_sync() -> (StdTx, StdRx) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CAP);
+    (StdTx(tx), StdRx(rx))
 }
 
 fn ours() -> (tcpshm_ring::spsc::Producer<u64>, tcpshm_ring::spsc::Consumer<u64>) {
@@ -489,12 +559,127 @@ fn main() {
         report.push(Row::reference("spsc.instant_now", "Instant::now() cost (in every per-RTT sample once)", "ns", ic));
     }
 
+    // The waiting helpers: throughput beside the plain calls and the busy-polling
+    // references, then ping-pong.
+    if opts.wants("spsc.wait.u64") {
+        let o = &opts;
+        let mut r = rounds(
+            o,
+            "u64 waiting helpers (ours wait, ours, rtrb, ArrayQueue, std sync_channel)",
+            &mut [
+                &mut || throughput(o, ours_wait(Wait::new()), n, 1),
+                &mut || throughput(o, ours(), n, 1),
+                &mut || throughput(o, rtrb_q(), n, 1),
+                &mut || throughput(o, aq(), n, 1),
+                &mut || throughput(o, std_sync(), n, 1),
+            ],
+        );
+        let std_s = hi(r.pop().unwrap());
+        let (aq_s, rtrb_s, plain_s, wait_s) =
+            (hi(r.pop().unwrap()), hi(r.pop().unwrap()), hi(r.pop().unwrap()), hi(r.pop().unwrap()));
+        report.push(
+            Row::new(
+                "spsc.wait.u64.ours",
+                "u64 one at a time: tcpshm-ring push_wait/pop_wait (Wait::new(), notifying)",
+                "Mitems/s",
+                wait_s,
+            )
+            .ratio("push/pop", wait_s.median / plain_s.median)
+            .ratio("rtrb", wait_s.median / rtrb_s.median)
+            .ratio("ArrayQueue", wait_s.median / aq_s.median)
+            .ratio("sync_channel", wait_s.median / std_s.median),
+        );
+        report.push(Row::reference(
+            "spsc.wait.u64.plain",
+            "u64 one at a time: tcpshm-ring push/pop, busy-polling (same run)",
+            "Mitems/s",
+            plain_s,
+        ));
+        report.push(Row::reference(
+            "spsc.wait.u64.rtrb",
+            "u64 one at a time: rtrb, busy-polling (same run)",
+            "Mitems/s",
+            rtrb_s,
+        ));
+        report.push(Row::reference(
+            "spsc.wait.u64.arrayqueue",
+            "u64 one at a time: crossbeam ArrayQueue, busy-polling (same run)",
+            "Mitems/s",
+            aq_s,
+        ));
+        report.push(Row::reference(
+            "spsc.wait.u64.sync_channel",
+            "u64 one at a time: std::sync::mpsc::sync_channel send/recv, blocking",
+            "Mitems/s",
+            std_s,
+        ));
+    }
+    if opts.wants("spsc.wait.pingpong") {
+        let o = &opts;
+        let mut r = rounds(
+            o,
+            "ping-pong waiting (rtrb, ours, ours wait, ours park, std sync_channel)",
+            &mut [
+                &mut || ping_pong(o, rtrb_q(), rtrb_q(), batches, samples, budget),
+                &mut || ping_pong(o, ours(), ours(), batches, samples, budget),
+                &mut || ping_pong(o, ours_wait(Wait::new()), ours_wait(Wait::new()), batches, samples, budget),
+                &mut || ping_pong(o, ours_wait(PARK_AT_ONCE), ours_wait(PARK_AT_ONCE), batches, samples, budget),
+                &mut || ping_pong(o, std_sync(), std_sync(), batches, samples, budget),
+            ],
+        );
+        let runs: Vec<Vec<Rtt>> = (0..5).map(|_| r.remove(0)).collect();
+        for x in runs.iter().flatten() {
+            least = (least.0.min(x.batched), least.1.min(x.sampled));
+        }
+        let names = [
+            ("rtrb", "rtrb, busy-polling"),
+            ("plain", "tcpshm-ring push/pop, busy-polling"),
+            ("ours", "tcpshm-ring push_wait/pop_wait, Wait::new() (spin, yield, park)"),
+            ("park", "tcpshm-ring push_wait/pop_wait, parking at once (a futex wake per hand-over)"),
+            ("sync_channel", "std sync_channel send/recv, blocking"),
+        ];
+        type Stat = (&'static str, &'static str, fn(&Rtt) -> f64);
+        let stats: [Stat; 4] = [
+            ("batch_p50", "RTT of the median 100-RTT batch (clock-free)", |r| r.batch_p50),
+            ("p50", "p50 per RTT (+1 clock read)", |r| r.p50),
+            ("p99", "p99 per RTT (+1 clock read)", |r| r.p99),
+            ("p999", "p99.9 per RTT (+1 clock read)", |r| r.p999),
+        ];
+        for (stat, what, get) in stats {
+            let s: Vec<Summary> = runs.iter().map(|v| lo(v.iter().map(get).collect())).collect();
+            let (rtrb_m, plain_m, std_m) = (s[0].median, s[1].median, s[4].median);
+            for ((name, label), v) in names.iter().zip(&s) {
+                let key = format!("spsc.wait.pingpong.{stat}.{name}");
+                let label = format!("ping-pong {what}: {label}");
+                let row = if *name == "ours" {
+                    Row::new(&key, &label, "ns", *v)
+                        .ratio("rtrb", v.median / rtrb_m)
+                        .ratio("push/pop", v.median / plain_m)
+                } else if *name == "park" {
+                    // Parking is compared with the other blocking queue, not with spinning.
+                    Row::new(&key, &label, "ns", *v).ratio("sync_channel", v.median / std_m)
+                } else {
+                    Row::reference(&key, &label, "ns", *v)
+                };
+                report.push(row);
+            }
+        }
+    }
+
     if opts.wants("spsc.u64") {
         report.note(&format!(
             "Throughput: {n} u64 per run, queue capacity {CAP}, producer on cpu {} and consumer on cpu {}; \
              time from a common start to the consumer's last pop; the consumer checks the sum of what it got.",
             opts.cpus.0, opts.cpus.1
         ));
+    }
+    if opts.wants("spsc.wait") {
+        report.note(
+            "Waiting helpers: push_wait/pop_wait notify the other end on every call (a SeqCst fence and a load; \
+             a futex wake only when it is parked); Wait::new() spins 128 times, yields 16 times, then parks in \
+             1 ms rounds; 'parking at once' spins and yields 0 times, so every empty/full wait is a futex sleep. \
+             rtrb and ArrayQueue busy-poll (no waiting API); std's sync_channel blocks.",
+        );
     }
     if opts.wants("spsc.pingpong") {
         report.note(&format!(

@@ -1,7 +1,9 @@
 //! Variable-length queue benchmark: `tcpshm_ring::var` throughput from 16 B to 1 MiB
 //! messages, producer and consumer pinned to two cpus, every payload byte written by
 //! the producer and read by the consumer; 1 MiB messages against a single-thread
-//! memcpy of the same size; frame alignment 8 against 64 for small messages.
+//! memcpy of the same size; frame alignment 8 against 64 for small messages; the
+//! waiting helpers (`alloc_wait`/`push_notify`, `front_wait`/`pop_notify`) against the
+//! plain calls.
 //!
 //! `cargo xtask bench ring` runs it; `--quick` is a smoke run.
 
@@ -13,6 +15,7 @@ use common::{pair, pinned, Opts, Report, Row, Summary};
 use std::hint::{black_box, spin_loop};
 use std::time::Instant;
 use tcpshm_ring::var::{Config, VarQueue};
+use tcpshm_ring::wait::Wait;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -32,6 +35,9 @@ struct Case {
     batch: usize,
     /// Messages per run in a full run.
     full: u64,
+    /// Through the waiting helpers (`alloc_wait`/`push_notify`, `front_wait`/
+    /// `pop_notify`, `Wait::new()`), one message at a time.
+    wait: bool,
 }
 
 /// Throughput of one run.
@@ -66,6 +72,9 @@ fn run(opts: &Opts, case: Case, n: u64) -> Tput {
     let len = case.payload;
     let batch = case.batch;
     let src: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+    if case.wait {
+        return run_waiting(opts, case, n);
+    }
     let (_, secs) = pair(
         opts,
         move || {
@@ -133,6 +142,43 @@ fn run(opts: &Opts, case: Case, n: u64) -> Tput {
     Tput { msgs_per_s: n as f64 / secs, bytes_per_s: (n * len as u64) as f64 / secs }
 }
 
+/// [`run`] through the waiting helpers: each end waits instead of polling and notifies
+/// the other after every message.
+fn run_waiting(opts: &Opts, case: Case, n: u64) -> Tput {
+    let (mut p, mut c) =
+        VarQueue::with_config(Config { capacity: case.capacity, align: case.align }).expect("valid bench config");
+    let len = case.payload;
+    let src: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+    let w = Wait::new();
+    let (_, secs) = pair(
+        opts,
+        move || {
+            for seq in 0..n {
+                let buf = p.alloc_wait(len, &w).expect("the consumer is there");
+                buf[8..].copy_from_slice(&src[8..]);
+                buf[..8].copy_from_slice(&seq.to_le_bytes());
+                p.push_notify(1).expect("allocated");
+            }
+        },
+        move || {
+            let t0 = Instant::now();
+            let mut acc = 0u64;
+            for got in 0..n {
+                let m = c.front_wait(&w).expect("the producer is there");
+                let pl = m.payload();
+                assert_eq!(pl.len(), len, "wrong message length");
+                let seq = u64::from_le_bytes(pl[..8].try_into().unwrap());
+                assert_eq!(seq, got, "message lost, repeated or reordered");
+                acc ^= fold(pl);
+                c.pop_notify().expect("front was Some");
+            }
+            black_box(acc);
+            t0.elapsed().as_secs_f64()
+        },
+    );
+    Tput { msgs_per_s: n as f64 / secs, bytes_per_s: (n * len as u64) as f64 / secs }
+}
+
 /// Single-thread memcpy of `len` bytes, `n` times, from one buffer to another
 /// (both warm): bytes per second.
 fn memcpy(opts: &Opts, len: usize, n: u64) -> f64 {
@@ -167,15 +213,32 @@ fn main() {
 
     let small = 256 * KIB;
     let cases = [
-        Case { key: "16b.batch", payload: 16, capacity: small, align: 8, batch: 64, full: 30_000_000 },
-        Case { key: "16b.batch.align64", payload: 16, capacity: small, align: 64, batch: 64, full: 30_000_000 },
-        Case { key: "64b.single", payload: 64, capacity: small, align: 8, batch: 1, full: 5_000_000 },
-        Case { key: "64b.batch", payload: 64, capacity: small, align: 8, batch: 64, full: 30_000_000 },
-        Case { key: "64b.batch.align64", payload: 64, capacity: small, align: 64, batch: 64, full: 30_000_000 },
-        Case { key: "256b.batch", payload: 256, capacity: small, align: 8, batch: 64, full: 10_000_000 },
-        Case { key: "1k.batch", payload: KIB, capacity: small, align: 8, batch: 32, full: 4_000_000 },
-        Case { key: "64k.single", payload: 64 * KIB, capacity: MIB, align: 8, batch: 1, full: 40_000 },
-        Case { key: "1m.single", payload: MIB, capacity: 4 * MIB, align: 8, batch: 1, full: 2_000 },
+        Case { key: "16b.batch", payload: 16, capacity: small, align: 8, batch: 64, full: 30_000_000, wait: false },
+        Case {
+            key: "16b.batch.align64",
+            payload: 16,
+            capacity: small,
+            align: 64,
+            batch: 64,
+            full: 30_000_000,
+            wait: false,
+        },
+        Case { key: "64b.single", payload: 64, capacity: small, align: 8, batch: 1, full: 5_000_000, wait: false },
+        Case { key: "64b.single.wait", payload: 64, capacity: small, align: 8, batch: 1, full: 5_000_000, wait: true },
+        Case { key: "64b.batch", payload: 64, capacity: small, align: 8, batch: 64, full: 30_000_000, wait: false },
+        Case {
+            key: "64b.batch.align64",
+            payload: 64,
+            capacity: small,
+            align: 64,
+            batch: 64,
+            full: 30_000_000,
+            wait: false,
+        },
+        Case { key: "256b.batch", payload: 256, capacity: small, align: 8, batch: 64, full: 10_000_000, wait: false },
+        Case { key: "1k.batch", payload: KIB, capacity: small, align: 8, batch: 32, full: 4_000_000, wait: false },
+        Case { key: "64k.single", payload: 64 * KIB, capacity: MIB, align: 8, batch: 1, full: 40_000, wait: false },
+        Case { key: "1m.single", payload: MIB, capacity: 4 * MIB, align: 8, batch: 1, full: 2_000, wait: false },
     ];
     let cases: Vec<Case> = cases.into_iter().filter(|c| opts.wants(&format!("var.{}", c.key))).collect();
     let with_memcpy = opts.wants("var.1m.memcpy");
@@ -211,7 +274,9 @@ fn main() {
 
     for case in &cases {
         let (msgs, gbs) = rate(case.key).expect("case ran");
-        let mode = if case.batch == 1 {
+        let mode = if case.wait {
+            "alloc_wait/push_notify, front_wait/pop_notify each".to_string()
+        } else if case.batch == 1 {
             "push/pop each".to_string()
         } else {
             format!("push_more/pop_more, publish/release every {}", case.batch)
@@ -235,6 +300,11 @@ fn main() {
                     row = row.ratio("push/pop each", msgs.median / single.median);
                 }
                 row = row.goal(">= 150 M msgs/s", msgs.median >= 150.0);
+            }
+            "64b.single.wait" => {
+                if let Some((single, _)) = rate("64b.single") {
+                    row = row.ratio("push/pop each", msgs.median / single.median);
+                }
             }
             "16b.batch.align64" | "64b.batch.align64" => {
                 if let Some((base, _)) = rate(case.key.trim_end_matches(".align64")) {

@@ -14,11 +14,39 @@
 //! other side's index and rereads the shared one only when the queue looks full (or
 //! empty), so in steady state the two cores rarely touch each other's cache lines.
 //!
-//! No dependency beyond `core`/`std`. Correctness is checked with loom
-//! (`RUSTFLAGS="--cfg loom"`), miri and property tests.
+//! Each end learns when the other is gone (`is_abandoned`; for var ends, `peer`):
+//! dropped in this process or, across processes, exited or killed. Nothing on the
+//! push/pop path reads it.
+//!
+//! Without features: no dependency beyond `core`/`std`. Two optional features (Linux)
+//! add what std lacks:
+//!
+//! * `shm`: `shm::Region`, a named file-backed var queue that two unrelated processes
+//!   open by name (create-or-attach, mode 0600, validated header, typed errors), with a
+//!   claim per side (an OFD lock the kernel drops when a process dies) that makes a dead
+//!   peer process observable. Adds rustix and nix.
+//! * `wait`: waiting calls (spin, then yield, then futex park) for both queues, which
+//!   report a gone peer instead of waiting for it forever. Adds rustix. Opt-in per
+//!   call: the plain calls are unchanged.
+//!
+//! Correctness is checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p tcpshm-ring
+//! --all-features --lib loom_models`; loom is a dev-dependency, so it never reaches a
+//! dependent's `Cargo.lock`), miri and property tests.
 #![cfg_attr(not(test), warn(clippy::undocumented_unsafe_blocks))]
 
+// Both optional features use Linux system calls (futex; O_TMPFILE and OFD locks).
+#[cfg(all(feature = "wait", not(target_os = "linux")))]
+compile_error!("the `wait` feature of tcpshm-ring needs Linux (futex)");
+#[cfg(all(feature = "shm", not(target_os = "linux")))]
+compile_error!("the `shm` feature of tcpshm-ring needs Linux (O_TMPFILE, OFD locks)");
+
+#[cfg(all(loom, test))]
+mod loom_models;
 mod sync;
 
+#[cfg(feature = "shm")]
+pub mod shm;
 pub mod spsc;
 pub mod var;
+#[cfg(feature = "wait")]
+pub mod wait;

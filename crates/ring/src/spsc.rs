@@ -12,6 +12,11 @@
 //! Batches ([`Producer::push_slice`], [`Producer::push_iter`], [`Consumer::pop_slice`],
 //! [`Consumer::pop_batch`]) move many items with a single index publish.
 //!
+//! Each end learns when the other is dropped with `is_abandoned()` (a flag the other
+//! end's `Drop` sets, on a line of its own; nothing on the push/pop path reads it).
+//! With the `wait` feature, `push_wait`/`pop_wait` wait (spin, yield, then park) instead
+//! of returning at once, and report a dropped peer instead of waiting for it forever.
+//!
 //! ```
 //! use tcpshm_ring::spsc;
 //!
@@ -24,7 +29,7 @@
 //! assert_eq!(rx.pop().as_deref(), Some("a"));
 //! ```
 
-use crate::sync::{Arc, AtomicUsize, CachePadded, Ordering, UnsafeCell};
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, CachePadded, Ordering, UnsafeCell};
 use core::fmt;
 use core::mem::MaybeUninit;
 
@@ -40,13 +45,35 @@ impl<T> fmt::Display for Full<T> {
 
 impl<T: fmt::Debug> std::error::Error for Full<T> {}
 
-struct Shared<T> {
+// `repr(C)`: the hot fields keep the offsets they had before `ends` was added (the
+// liveness line comes last), so push and pop compile to the same code.
+#[repr(C)]
+pub(crate) struct Shared<T> {
     /// Next slot the consumer reads (count of items ever popped).
     head: CachePadded<AtomicUsize>,
     /// Next slot the producer writes (count of items ever pushed).
     tail: CachePadded<AtomicUsize>,
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// Liveness and parking; on its own line, away from the indices and the slots.
+    pub(crate) ends: CachePadded<Ends>,
+}
+
+/// What each end learns about the other outside the hot path: whether it was dropped,
+/// and whether it is parked (the futex words of the `wait` feature). Written only when
+/// an end is dropped or parks.
+#[derive(Debug, Default)]
+pub(crate) struct Ends {
+    /// Set (release) by the producer's `Drop`, after its last push.
+    pub(crate) producer_gone: AtomicBool,
+    /// Set (release) by the consumer's `Drop`, after its last pop.
+    pub(crate) consumer_gone: AtomicBool,
+    /// 1 while the consumer is parked (or about to park) waiting for an item.
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) consumer_parked: AtomicU32,
+    /// 1 while the producer is parked (or about to park) waiting for room.
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) producer_parked: AtomicU32,
 }
 
 // SAFETY: the slots are only accessed under the SPSC protocol (the producer writes slot
@@ -74,7 +101,7 @@ impl<T> Shared<T> {
 impl<T: Copy> Shared<T> {
     /// Copies `items` into the slots from index `start` on, as at most two contiguous
     /// `memcpy`s (before and after the wrap). The caller guarantees the slots are free.
-    #[cfg(not(loom))]
+    #[cfg(not(all(loom, test)))]
     #[inline]
     fn copy_in(&self, start: usize, items: &[T]) {
         let first = (self.capacity() - (start & self.mask)).min(items.len());
@@ -91,7 +118,7 @@ impl<T: Copy> Shared<T> {
 
     /// Copies the slots from index `start` on into `out` (at most two `memcpy`s). The
     /// caller guarantees the slots are published.
-    #[cfg(not(loom))]
+    #[cfg(not(all(loom, test)))]
     #[inline]
     fn copy_out(&self, start: usize, out: &mut [T]) {
         let first = (self.capacity() - (start & self.mask)).min(out.len());
@@ -106,7 +133,7 @@ impl<T: Copy> Shared<T> {
     }
 
     /// Under loom, slot by slot, so that loom sees (and checks) every cell access.
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     fn copy_in(&self, start: usize, items: &[T]) {
         for (k, v) in items.iter().enumerate() {
             // SAFETY: as above; each free slot is written once.
@@ -114,7 +141,7 @@ impl<T: Copy> Shared<T> {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     fn copy_out(&self, start: usize, out: &mut [T]) {
         for (k, o) in out.iter_mut().enumerate() {
             // SAFETY: as above; each published slot is read once.
@@ -155,15 +182,16 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let shared = Arc::new(Shared {
         head: CachePadded(AtomicUsize::new(0)),
         tail: CachePadded(AtomicUsize::new(0)),
-        slots,
         mask: cap - 1,
+        slots,
+        ends: CachePadded(Ends::default()),
     });
     (Producer { shared: shared.clone(), tail: 0, cached_head: 0 }, Consumer { shared, head: 0, cached_tail: 0 })
 }
 
 /// The sending end of a [`channel`]. `Send`, not `Clone`.
 pub struct Producer<T> {
-    shared: Arc<Shared<T>>,
+    pub(crate) shared: Arc<Shared<T>>,
     /// Our own index (the shared `tail` always equals it between calls).
     tail: usize,
     /// Last value of the consumer's `head` we read; `<=` the real one.
@@ -180,7 +208,7 @@ impl<T> Producer<T> {
     /// Number of free slots, rereading the consumer's index only if the cached copy
     /// says fewer than `want` are free.
     #[inline(always)]
-    fn free(&mut self, want: usize) -> usize {
+    pub(crate) fn free(&mut self, want: usize) -> usize {
         let cap = self.shared.capacity();
         let mut free = cap - self.tail.wrapping_sub(self.cached_head);
         if free < want {
@@ -265,6 +293,28 @@ impl<T> Producer<T> {
     pub fn capacity(&self) -> usize {
         self.shared.capacity()
     }
+
+    /// Whether the [`Consumer`] was dropped: nothing pushed from now on will be read.
+    /// One load of a flag on its own cache line; no push or pop reads it.
+    ///
+    /// ```
+    /// let (tx, rx) = tcpshm_ring::spsc::channel::<u8>(4);
+    /// assert!(!tx.is_abandoned());
+    /// drop(rx);
+    /// assert!(tx.is_abandoned());
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.shared.ends.consumer_gone.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        // Release: every push happens before a consumer that sees the flag.
+        self.shared.ends.producer_gone.store(true, Ordering::Release);
+        #[cfg(feature = "wait")]
+        crate::wait::bell::notify(&self.shared.ends.consumer_parked, crate::wait::bell::Scope::Process);
+    }
 }
 
 impl<T: Copy> Producer<T> {
@@ -292,7 +342,7 @@ impl<T: Copy> Producer<T> {
 /// The receiving end of a [`channel`]. `Send`, not `Clone`. Dropping the queue (both
 /// ends) drops the items still in it.
 pub struct Consumer<T> {
-    shared: Arc<Shared<T>>,
+    pub(crate) shared: Arc<Shared<T>>,
     /// Our own index (the shared `head` always equals it between calls).
     head: usize,
     /// Last value of the producer's `tail` we read; `<=` the real one.
@@ -309,7 +359,7 @@ impl<T> Consumer<T> {
     /// Number of readable items, rereading the producer's index only if the cached
     /// copy says fewer than `want` are available.
     #[inline(always)]
-    fn available(&mut self, want: usize) -> usize {
+    pub(crate) fn available(&mut self, want: usize) -> usize {
         let mut avail = self.cached_tail.wrapping_sub(self.head);
         if avail < want {
             // Acquire: the producer's slot writes happen before our reads.
@@ -401,6 +451,30 @@ impl<T> Consumer<T> {
     /// Maximum number of items the queue holds.
     pub fn capacity(&self) -> usize {
         self.shared.capacity()
+    }
+
+    /// Whether the [`Producer`] was dropped: once the queue is empty, nothing more will
+    /// come. Every item pushed before the drop is visible to a `pop` after this returns
+    /// `true` (the flag is stored with release and loaded with acquire).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = tcpshm_ring::spsc::channel(4);
+    /// tx.push(1).unwrap();
+    /// drop(tx);
+    /// assert!(rx.is_abandoned());
+    /// assert_eq!(rx.pop(), Some(1)); // drain what was pushed before the drop
+    /// assert_eq!(rx.pop(), None);
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.shared.ends.producer_gone.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.shared.ends.consumer_gone.store(true, Ordering::Release);
+        #[cfg(feature = "wait")]
+        crate::wait::bell::notify(&self.shared.ends.producer_parked, crate::wait::bell::Scope::Process);
     }
 }
 

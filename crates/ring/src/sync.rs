@@ -1,17 +1,25 @@
-//! Atomics, cells and `Arc`, switched to loom's model-checked versions under `--cfg loom`.
+//! Atomics, cells and `Arc`, switched to loom's model-checked versions when the
+//! crate's own unit tests are built with `--cfg loom`.
 //!
-//! Every atomic and every shared cell the queues use comes from here, so a
-//! `RUSTFLAGS="--cfg loom"` build model-checks the real code rather than a copy of it.
+//! Every atomic and every shared cell the queues use comes from here, so the loom
+//! models (`src/loom_models/`) check the real code rather than a copy of it. The switch
+//! is `cfg(all(loom, test))`, not `cfg(loom)`: loom is a dev-dependency (so that it never
+//! reaches a dependent's `Cargo.lock`), available only to the test build of this crate;
+//! any other build under `--cfg loom` (a dependent's loom run) gets std's types.
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
+#[cfg(all(loom, test))]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(all(loom, test))]
 pub(crate) use loom::sync::Arc;
+#[cfg(all(loom, test, feature = "wait"))]
+pub(crate) use loom::{hint::spin_loop, sync::atomic::fence, thread::yield_now};
 
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::Arc;
+#[cfg(all(not(all(loom, test)), feature = "wait"))]
+pub(crate) use std::{hint::spin_loop, sync::atomic::fence, thread::yield_now};
 
 /// Aligns (and so pads) its content to a cache line, so that the producer's and the
 /// consumer's indices never share a line (no false sharing between the two cores).
@@ -31,11 +39,11 @@ impl<T> core::ops::Deref for CachePadded<T> {
 /// A cell whose accesses loom checks for data races; a plain `UnsafeCell` otherwise.
 ///
 /// The closure-based API is loom's: it lets loom record every access.
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 #[derive(Debug)]
 pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 impl<T> UnsafeCell<T> {
     pub(crate) fn new(v: T) -> Self {
         UnsafeCell(core::cell::UnsafeCell::new(v))
@@ -50,7 +58,7 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) use loom::cell::UnsafeCell;
 
 /// Records, for loom, which bytes of a raw data region each side touches.
@@ -63,9 +71,9 @@ pub(crate) use loom::cell::UnsafeCell;
 /// every call compiles to nothing.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     cells: Vec<loom::cell::UnsafeCell<()>>,
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     granule: usize,
 }
 
@@ -73,9 +81,9 @@ impl Tracker {
     #[allow(unused_variables)]
     pub(crate) fn new(bytes: usize, granule: usize) -> Tracker {
         Tracker {
-            #[cfg(loom)]
+            #[cfg(all(loom, test))]
             cells: (0..bytes / granule).map(|_| loom::cell::UnsafeCell::new(())).collect(),
-            #[cfg(loom)]
+            #[cfg(all(loom, test))]
             granule,
         }
     }
@@ -84,7 +92,7 @@ impl Tracker {
     #[inline(always)]
     #[allow(unused_variables)]
     pub(crate) fn write(&self, off: usize, len: usize) {
-        #[cfg(loom)]
+        #[cfg(all(loom, test))]
         for c in &self.cells[off / self.granule..(off + len).div_ceil(self.granule)] {
             c.with_mut(|_| ());
         }
@@ -94,7 +102,7 @@ impl Tracker {
     #[inline(always)]
     #[allow(unused_variables)]
     pub(crate) fn read(&self, off: usize, len: usize) {
-        #[cfg(loom)]
+        #[cfg(all(loom, test))]
         for c in &self.cells[off / self.granule..(off + len).div_ceil(self.granule)] {
             c.with(|_| ());
         }

@@ -148,3 +148,53 @@ fn threads_exchange_millions_in_order() {
     t.join().unwrap();
     assert_eq!(rx.pop(), None);
 }
+
+#[test]
+fn each_end_sees_the_other_dropped() {
+    let (tx, rx) = spsc::channel::<u8>(4);
+    assert!(!tx.is_abandoned() && !rx.is_abandoned());
+    drop(rx);
+    assert!(tx.is_abandoned());
+
+    let (mut tx, mut rx) = spsc::channel::<String>(4);
+    tx.push("a".into()).unwrap();
+    tx.push("b".into()).unwrap();
+    drop(tx);
+    assert!(rx.is_abandoned());
+    assert_eq!(rx.pop().as_deref(), Some("a"), "items pushed before the drop stay");
+    assert_eq!(rx.pop().as_deref(), Some("b"));
+    assert_eq!(rx.pop(), None);
+}
+
+#[test]
+fn abandonment_is_seen_across_threads_after_every_push() {
+    const N: u64 = if cfg!(miri) { 500 } else { 100_000 };
+    let (mut tx, mut rx) = spsc::channel::<u64>(64);
+    let t = std::thread::spawn(move || {
+        for i in 0..N {
+            while tx.push(i).is_err() {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut next = 0;
+    loop {
+        match rx.pop() {
+            Some(v) => {
+                assert_eq!(v, next);
+                next += 1;
+            }
+            // Once the producer is seen gone, everything it pushed is visible.
+            None if rx.is_abandoned() => match rx.pop() {
+                Some(v) => {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+                None => break,
+            },
+            None => std::thread::yield_now(),
+        }
+    }
+    t.join().unwrap();
+    assert_eq!(next, N);
+}

@@ -2,7 +2,7 @@
 #![cfg(not(loom))]
 
 use tcpshm_ring::var::{
-    self, AllocError, AttachError, Config, Consumer, Corrupt, InitError, PopError, Producer, VarQueue, HEADER_LEN,
+    self, AllocError, AttachError, Config, Consumer, Corrupt, InitError, Peer, PopError, Producer, VarQueue, HEADER_LEN,
 };
 
 fn push_bytes(p: &mut Producer<'_>, ty: u16, bytes: &[u8]) -> bool {
@@ -308,7 +308,8 @@ fn attach_validates_every_header_field() {
     assert_eq!(attach_after(|_| {}), Ok(()));
     assert_eq!(attach_after(|b| put_u64(b, 0, 0x1234)), Err(AttachError::BadMagic(0x1234)));
     assert_eq!(attach_after(|b| b[0] ^= 1), Err(AttachError::BadMagic(var::MAGIC ^ 1)));
-    assert_eq!(attach_after(|b| put_u32(b, 8, 2)), Err(AttachError::BadVersion { found: 2, expected: 1 }));
+    assert_eq!(attach_after(|b| put_u32(b, 8, 1)), Err(AttachError::BadVersion { found: 1, expected: 2 }));
+    assert_eq!(attach_after(|b| put_u32(b, 8, 3)), Err(AttachError::BadVersion { found: 3, expected: 2 }));
     assert_eq!(attach_after(|b| put_u32(b, 12, 12)), Err(AttachError::BadAlign(12)));
     assert_eq!(attach_after(|b| put_u32(b, 12, 0)), Err(AttachError::BadAlign(0)));
     assert_eq!(attach_after(|b| put_u32(b, 12, 1 << 20)), Err(AttachError::BadAlign(1 << 20)));
@@ -476,4 +477,150 @@ fn ends_are_send_and_work_across_threads() {
         }
     }
     t.join().unwrap();
+}
+
+/// Collects `(type, payload)` of every frame the producer can still peek from `from`.
+fn producer_walk(p: &Producer<'_>, from: u64) -> Vec<(u16, Vec<u8>)> {
+    let mut out = vec![];
+    let mut i = from;
+    while let Some(m) = p.peek(i).unwrap() {
+        assert!(m.index() >= i && m.end() > m.index());
+        out.push((m.msg_type(), m.payload().to_vec()));
+        i = m.end();
+    }
+    assert_eq!(i, p.published_index(), "the walk ends at the published index");
+    out
+}
+
+#[test]
+fn producer_peeks_its_unconsumed_frames_across_a_wrap() {
+    let (mut p, mut c) = VarQueue::with_capacity(256);
+    assert!(push_bytes(&mut p, 0, &[0; 112])); // 120-byte frame
+    assert!(push_bytes(&mut p, 0, &[0; 56])); // 64-byte frame: indices at 184
+    pop_bytes(&mut c).unwrap();
+    pop_bytes(&mut c).unwrap();
+    assert_eq!(p.released_index(), 184);
+    assert!(producer_walk(&p, p.released_index()).is_empty());
+    for i in 1..=5u16 {
+        assert!(push_bytes(&mut p, i, &pattern(i as u64, 8)));
+    }
+    // Frame 5 sits after a wrap marker at 248: the walk skips it.
+    let all: Vec<(u16, Vec<u8>)> = (1..=5u16).map(|i| (i, pattern(i as u64, 8))).collect();
+    assert_eq!(producer_walk(&p, p.released_index()), all);
+    // The consumer takes two: the producer now sees three unconsumed.
+    pop_bytes(&mut c).unwrap();
+    pop_bytes(&mut c).unwrap();
+    assert_eq!(p.released_index(), 216);
+    assert_eq!(producer_walk(&p, p.released_index()), all[2..]);
+    // A frame the consumer released after we read the index is still intact: only our
+    // own later alloc reuses it.
+    let stale = 184;
+    pop_bytes(&mut c).unwrap();
+    assert_eq!(producer_walk(&p, stale), all);
+    // Staged (push_more) frames are not published yet: not peekable.
+    p.alloc(1).unwrap().unwrap()[0] = 9;
+    p.push_more(6).unwrap();
+    assert_eq!(producer_walk(&p, p.released_index()), all[3..]);
+    p.publish();
+    assert_eq!(producer_walk(&p, p.released_index()).len(), 3);
+    // At the end: nothing; a misaligned index: refused, never read.
+    assert!(p.peek(p.published_index()).unwrap().is_none());
+    assert!(matches!(p.peek(217), Err(Corrupt::Frame { at: 217, .. })));
+    assert!(matches!(c.peek(217), Err(Corrupt::Frame { at: 217, .. })));
+    assert!(matches!(c.contiguous(3, 100), Err(Corrupt::Frame { at: 3, .. })));
+}
+
+#[test]
+fn producer_peek_validates_what_a_peer_may_have_written() {
+    let mut m = Mem::new(256);
+    let b = m.bytes();
+    var::init(b, Config::new(256)).unwrap();
+    let base = b.as_mut_ptr();
+    let len = b.len();
+    // SAFETY: `m` outlives the producer; we scribble on a frame between its calls,
+    // from this thread, as a hostile consumer process could.
+    let (mut p, _c) = unsafe { var::attach_raw(base, len) }.unwrap();
+    assert!(push_bytes(&mut p, 1, b"abc")); // frame at data 0..16
+    assert!(push_bytes(&mut p, 2, b"de")); // 16..32
+                                           // SAFETY: the first frame's length field, inside the data area.
+    unsafe { base.add(HEADER_LEN).cast::<u32>().write(200u32.to_le()) };
+    assert_eq!(p.peek(0).unwrap_err(), Corrupt::Frame { at: 0, len: 200, flags: 0 });
+    // The second frame is intact and still readable on its own.
+    assert_eq!(p.peek(16).unwrap().unwrap().payload(), b"de");
+    // SAFETY: as above: flags of the second frame.
+    unsafe { base.add(HEADER_LEN + 16 + 6).write(0x40) };
+    assert!(matches!(p.peek(16), Err(Corrupt::Frame { at: 16, flags: 0x40, .. })));
+}
+
+#[test]
+fn producer_peek_while_the_consumer_pops_concurrently() {
+    const ROUNDS: u64 = if cfg!(miri) { 20 } else { 2_000 };
+    let (mut p, mut c) = VarQueue::with_capacity(1 << 10);
+    let consumer = std::thread::spawn(move || {
+        let mut next = 0u64;
+        while next < ROUNDS * 8 {
+            match c.front().unwrap() {
+                Some(m) => {
+                    assert_eq!(m.payload(), &pattern(next, (next % 40) as usize)[..]);
+                    c.pop().unwrap();
+                    next += 1;
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+    });
+    let mut seq = 0u64;
+    for _ in 0..ROUNDS {
+        for _ in 0..8 {
+            while !push_bytes(&mut p, 0, &pattern(seq, (seq % 40) as usize)) {
+                std::thread::yield_now();
+            }
+            seq += 1;
+        }
+        // Walk what the consumer has not released: a contiguous run of our messages
+        // ending at the last one pushed, each intact.
+        let walked = producer_walk(&p, p.released_index());
+        let first = seq - walked.len() as u64;
+        for (k, (_, payload)) in walked.iter().enumerate() {
+            let s = first + k as u64;
+            assert_eq!(payload, &pattern(s, (s % 40) as usize));
+        }
+    }
+    consumer.join().unwrap();
+}
+
+#[test]
+fn peers_made_together_see_each_other_leave() {
+    let (p, c) = VarQueue::with_capacity(256);
+    assert_eq!((p.peer(), c.peer()), (Peer::Alive, Peer::Alive));
+    assert!(!p.is_abandoned() && !c.is_abandoned());
+    drop(c);
+    assert_eq!(p.peer(), Peer::Gone);
+    assert!(p.is_abandoned());
+
+    let mut m = Mem::new(256);
+    let b = m.bytes();
+    var::init(b, Config::new(256)).unwrap();
+    let (mut p, mut c) = var::attach(b).unwrap();
+    assert!(push_bytes(&mut p, 3, b"last"));
+    drop(p);
+    assert!(c.is_abandoned());
+    assert_eq!(pop_bytes(&mut c), Some((3, b"last".to_vec())), "published before leaving: kept");
+}
+
+#[test]
+fn raw_ends_track_nothing_and_dropping_one_writes_nothing() {
+    let mut m = Mem::new(256);
+    let b = m.bytes();
+    var::init(b, Config::new(256)).unwrap();
+    let before = b.to_vec();
+    let (base, len) = (b.as_mut_ptr(), b.len());
+    // SAFETY: `m` outlives both ends.
+    let (p, c) = unsafe { var::attach_raw(base, len) }.unwrap();
+    assert_eq!((p.peer(), c.peer()), (Peer::Untracked, Peer::Untracked));
+    drop(c);
+    assert_eq!(p.peer(), Peer::Untracked);
+    assert!(!p.is_abandoned());
+    drop(p);
+    assert_eq!(m.bytes().to_vec(), before, "dropping raw ends left the region as it was");
 }

@@ -2,12 +2,12 @@
 //! `<prefix><server>@<client>.shm`, listing and explicit removal.
 
 use crate::error::{ShmError, Side};
-use crate::lock;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use tcpshm_proto::Name;
+use tcpshm_ring::shm::lock;
 
 /// Longest prefix in bytes.
 pub const MAX_PREFIX_LEN: usize = 64;

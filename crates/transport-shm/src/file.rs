@@ -4,7 +4,6 @@
 use crate::dir::{self, ShmDir, ShmEntry, ATTEMPTS, TEMP_MARK};
 use crate::error::{Direction, ShmError, Side};
 use crate::layout::{self, Capacities, ControlBlock, Expect, Geometry, CONTROL_LEN, RING_ALIGN};
-use crate::lock;
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -15,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tcpshm_proto::Name;
+use tcpshm_ring::shm::lock;
 use tcpshm_ring::var::{self, AttachError, Config, Consumer, Producer};
 
 /// Offset of the read index in a `tcpshm_ring::var` region header (its documented
 /// layout; the region's magic and version are checked at open).
-const RING_READ_INDEX_OFFSET: usize = 256;
 
 /// The mapping and the locked descriptor.
 /// Field order is drop order: unregister the mapping from the truncation guard, unmap,
@@ -46,24 +45,6 @@ impl FileInner {
     /// Whether the peer side's lock is held (by a live open file description).
     pub(crate) fn peer_alive(&self) -> std::io::Result<bool> {
         lock::held_by_other(self.file.as_fd(), self.side.peer().lock_byte())
-    }
-
-    /// The read index of the ring carrying `direction` (bytes its consumer released),
-    /// read from the region header ([`tcpshm_ring::var::layout`] offset 256).
-    pub(crate) fn ring_read_index(&self, direction: Direction) -> u64 {
-        let (off, _) = self.geo.ring(direction);
-        // SAFETY: the ring region was validated at open (its header is in the mapping,
-        // 8-aligned); the read index is an atomic the consumer stores with release.
-        let index = unsafe { &*(self.map.as_mut_ptr().add(off + RING_READ_INDEX_OFFSET) as *const AtomicU64) };
-        index.load(Ordering::Acquire)
-    }
-
-    /// `(base of the data area, capacity)` of the ring carrying `direction`.
-    pub(crate) fn ring_data(&self, direction: Direction) -> (*const u8, u64) {
-        let (off, _) = self.geo.ring(direction);
-        // SAFETY: `off + HEADER_LEN` is inside the validated mapping.
-        let base = unsafe { self.map.as_mut_ptr().add(off + var::HEADER_LEN) };
-        (base, self.geo.caps.of(direction) as u64)
     }
 }
 

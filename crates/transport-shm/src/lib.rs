@@ -100,7 +100,6 @@ mod error;
 mod file;
 mod guard;
 pub mod layout;
-mod lock;
 mod rings;
 
 pub use dir::{prefix_ok, ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};

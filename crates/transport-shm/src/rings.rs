@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::path::Path;
 use std::path::PathBuf;
 use tcpshm_proto::frame::{msg_type, Header, FRAME_ALIGN, HEADER_LEN, RING_PREFIX_LEN};
-use tcpshm_ring::var::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
+use tcpshm_ring::var::frame::{align_up, FRAME_HEADER_LEN};
 use tcpshm_ring::var::{self, AllocError, PopError};
 
 /// Why a ring operation failed: the ring's contents are not what this side or its
@@ -398,35 +398,22 @@ impl RingTx {
     /// copies to another medium, and how it finds where its queue ends. Read-only:
     /// frames are only ever overwritten by this side's own later `alloc`.
     pub fn for_each(&self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), RingError> {
-        let (base, cap) = self.file.ring_data(self.direction);
-        let read = self.file.ring_read_index(self.direction);
+        let read = self.ring.released_index();
         let end = self.ring.published_index();
-        if read > end || end - read > cap || !read.is_multiple_of(FRAME_ALIGN as u64) {
+        if read > end || end - read > self.ring.config().capacity as u64 {
             return Err(corrupt(&self.file.path, self.direction, var::Corrupt::ReadIndex { read, write: end }));
         }
         let mut i = read;
-        while i < end {
-            let off = i & (cap - 1);
-            // SAFETY: `off` is below `cap` and 8-aligned (indices are), so the 8 header
-            // bytes lie in the data area of the mapping `self.file` keeps alive.
-            let word = unsafe { base.add(off as usize).cast::<u64>().read_volatile() };
-            let h = FrameHeader::from_word(u64::from_le(word));
-            if h.flags == FLAG_WRAP {
-                i += cap - off;
-                continue;
+        while let Some(m) = self.ring.peek(i).map_err(|e| corrupt(&self.file.path, self.direction, e))? {
+            if m.payload().len() + FRAME_HEADER_LEN < HEADER_LEN {
+                return Err(bad_frame(&self.file.path, self.direction, "an outbound frame is shorter than a header"));
             }
-            let len = align_up(h.len as u64, FRAME_ALIGN as u64);
-            if h.flags != 0 || (h.len as usize) < HEADER_LEN || len > cap - off || i + len > end {
-                return Err(bad_frame(&self.file.path, self.direction, "an outbound frame header is invalid"));
-            }
-            // SAFETY: the frame lies within the data area (`off + len <= cap`); only
-            // this side writes these bytes, and not while this borrow lives.
-            let bytes = unsafe { std::slice::from_raw_parts(base.add(off as usize), len as usize) };
+            let bytes = m.bytes();
             let seq = u64::from_le_bytes(bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + 8].try_into().expect("8 bytes"));
             if !f(seq, bytes) {
                 break;
             }
-            i += len;
+            i = m.end();
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! The reading end of a var queue.
 
 use super::error::{Corrupt, PopError};
-use super::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
-use super::layout::Config;
+use super::frame::FRAME_HEADER_LEN;
+use super::layout::{Config, Side};
+use super::peer::{Link, Peer};
 use super::region::Ring;
+use super::walk::{Found, Step};
 use crate::sync::Ordering;
 use core::marker::PhantomData;
 
@@ -20,11 +22,11 @@ use core::marker::PhantomData;
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Msg<'a> {
-    msg_type: u16,
-    index: u64,
-    end: u64,
-    frame: &'a [u8],
-    len: usize,
+    pub(super) msg_type: u16,
+    pub(super) index: u64,
+    pub(super) end: u64,
+    pub(super) frame: &'a [u8],
+    pub(super) len: usize,
 }
 
 impl<'a> Msg<'a> {
@@ -80,6 +82,11 @@ pub struct Run<'a> {
 /// producer (the other process of a shared-memory queue) yields [`Corrupt`], never an
 /// out-of-bounds read.
 ///
+/// Dropping a consumer made with its producer ([`VarQueue`](super::VarQueue),
+/// [`attach`](super::attach)) or claimed through `shm::Region` tells the producer
+/// ([`Producer::is_abandoned`](super::Producer::is_abandoned)); one from
+/// [`attach_raw`](super::attach_raw) writes nothing to the region when dropped.
+///
 /// ```
 /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
 /// assert!(c.front().unwrap().is_none());
@@ -98,6 +105,8 @@ pub struct Consumer<'a> {
     released: u64,
     /// Last write index of the producer we saw; `<=` the real one.
     cached_write: u64,
+    /// Who tells us whether the producer is alive.
+    link: Link,
     _region: PhantomData<&'a mut [u8]>,
 }
 
@@ -106,20 +115,11 @@ pub struct Consumer<'a> {
 // another thread is sound.
 unsafe impl Send for Consumer<'_> {}
 
-/// A frame position found by walking the ring: where it starts (after skipping any
-/// wrap marker), where it ends, and its header.
-#[derive(Debug, Clone, Copy)]
-struct Found {
-    index: u64,
-    end: u64,
-    header: FrameHeader,
-}
-
 impl<'a> Consumer<'a> {
-    pub(crate) fn new(ring: Ring) -> Consumer<'a> {
+    pub(crate) fn new(ring: Ring, link: Link) -> Consumer<'a> {
         let read = ring.raw.read_index().load(Ordering::Acquire);
         let write = ring.raw.write_index().load(Ordering::Acquire);
-        Consumer { ring, read, released: read, cached_write: write, _region: PhantomData }
+        Consumer { ring, read, released: read, cached_write: write, link, _region: PhantomData }
     }
 
     /// Rereads the producer's index, refusing an impossible one.
@@ -137,7 +137,7 @@ impl<'a> Consumer<'a> {
     /// The frame at ring index `i` (a frame boundary in `read..=write`), skipping a
     /// wrap marker; `None` if `i` is the end of what is published.
     #[inline]
-    fn find(&mut self, mut i: u64) -> Result<Option<Found>, Corrupt> {
+    pub(crate) fn find(&mut self, mut i: u64) -> Result<Option<Found>, Corrupt> {
         loop {
             if i >= self.cached_write {
                 self.refresh_write()?;
@@ -145,46 +145,36 @@ impl<'a> Consumer<'a> {
                     return Ok(None);
                 }
             }
-            let off = i & self.ring.mask;
-            self.ring.track_read(off, FRAME_HEADER_LEN as u64);
-            // SAFETY: `off` is a multiple of the alignment (>= 8) below `capacity`, so
-            // the 8 header bytes are in the data area and aligned; they were published
-            // (`i < write`, acquire in `refresh_write`).
-            let word = unsafe { self.ring.at(off).cast::<u64>().read() };
-            let header = FrameHeader::from_word(u64::from_le(word));
-            let bad = Corrupt::Frame { at: i, len: header.len, flags: header.flags };
-            if header.flags == FLAG_WRAP {
-                let skip = self.ring.capacity - off;
-                if i + skip > self.cached_write {
-                    return Err(bad);
-                }
-                i += skip;
-                continue;
+            match self.ring.step_at(i, self.cached_write)? {
+                Step::Frame(f) => return Ok(Some(f)),
+                Step::Wrap(next) => i = next,
             }
-            if header.flags != 0
-                || (header.len as usize) < FRAME_HEADER_LEN
-                || header.payload_len() > self.ring.max_payload
-            {
-                return Err(bad);
-            }
-            let frame = align_up(header.len as u64, self.ring.align);
-            if frame > self.ring.capacity - off || i + frame > self.cached_write {
-                return Err(bad);
-            }
-            self.ring.track_read(off, frame);
-            return Ok(Some(Found { index: i, end: i + frame, header }));
         }
     }
 
     #[inline(always)]
-    fn msg(&self, f: Found) -> Msg<'_> {
-        let off = f.index & self.ring.mask;
-        let frame = (f.end - f.index) as usize;
-        // SAFETY: `find` checked `off + frame <= capacity` and that the frame was
-        // published; the producer does not write it again until we release it, which
-        // needs `&mut self`, so the slice lives no longer than this borrow.
-        let bytes = unsafe { core::slice::from_raw_parts(self.ring.at(off), frame) };
-        Msg { msg_type: f.header.msg_type, index: f.index, end: f.end, frame: bytes, len: f.header.len as usize }
+    pub(crate) fn msg(&self, f: Found) -> Msg<'_> {
+        // SAFETY: `find` checked that the frame was published; the producer does not
+        // write it again until we release it, which needs `&mut self`, so the slice
+        // lives no longer than this borrow.
+        unsafe { self.ring.msg(f) }
+    }
+
+    /// The message of a frame `find` returned at our read index, which now starts
+    /// there (a wrap marker skipped on the way is consumed locally, as in `front`).
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) fn front_of(&mut self, f: Found) -> Msg<'_> {
+        self.read = f.index;
+        self.msg(f)
+    }
+
+    /// Refuses a caller-supplied index that is not a frame boundary.
+    fn check_index(&self, index: u64) -> Result<(), Corrupt> {
+        if index.is_multiple_of(self.ring.align) {
+            Ok(())
+        } else {
+            Err(Corrupt::Frame { at: index, len: 0, flags: 0 })
+        }
     }
 
     /// The oldest message, borrowed in place; `Ok(None)` when the queue is empty.
@@ -266,6 +256,7 @@ impl<'a> Consumer<'a> {
     /// assert_eq!(types, [0, 1, 2]);
     /// ```
     pub fn peek(&mut self, index: u64) -> Result<Option<Msg<'_>>, Corrupt> {
+        self.check_index(index)?;
         match self.find(index)? {
             Some(f) => Ok(Some(self.msg(f))),
             None => Ok(None),
@@ -284,6 +275,7 @@ impl<'a> Consumer<'a> {
     /// assert_eq!((run.bytes.len(), run.end, run.count), (48, 48, 3));
     /// ```
     pub fn contiguous(&mut self, index: u64, max_bytes: usize) -> Result<Option<Run<'_>>, Corrupt> {
+        self.check_index(index)?;
         let Some(first) = self.find(index)? else { return Ok(None) };
         let start = first.index;
         let mut end = first.end;
@@ -332,5 +324,51 @@ impl<'a> Consumer<'a> {
     /// Largest payload the queue carries.
     pub fn max_payload(&self) -> usize {
         self.ring.max_payload
+    }
+
+    /// What this consumer knows about the producer (see [`Peer`]). One load for ends
+    /// made together in this process; for a `shm` end, one `fcntl` system call (a few
+    /// hundred nanoseconds): poll it when idle, not per message.
+    ///
+    /// ```
+    /// use tcpshm_ring::var::{Peer, VarQueue};
+    /// let (p, c) = VarQueue::with_capacity(256);
+    /// assert_eq!(c.peer(), Peer::Alive);
+    /// drop(p);
+    /// assert_eq!(c.peer(), Peer::Gone);
+    /// ```
+    pub fn peer(&self) -> Peer {
+        self.link.peer(Side::Consumer)
+    }
+
+    /// Whether the producer is gone ([`Peer::Gone`]): once the queue is empty, nothing
+    /// more will come. Messages it published before leaving stay readable.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// p.alloc(1).unwrap().unwrap()[0] = 9;
+    /// p.push(0).unwrap();
+    /// drop(p);
+    /// assert!(c.is_abandoned());
+    /// assert_eq!(c.front().unwrap().unwrap().payload(), &[9]);
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.peer() == Peer::Gone
+    }
+
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        if self.link.leave(Side::Consumer) {
+            // While the region is still mapped (the link may hold the last reference
+            // to a shared mapping; it is dropped after this body).
+            #[cfg(feature = "wait")]
+            crate::wait::bell::notify(self.ring.raw.parked(Side::Producer), crate::wait::bell::Scope::Shared);
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! | 12 | 4 | frame alignment (u32, power of two, 8..=4096) |
 //! | 16 | 8 | capacity of the data area in bytes (u64, power of two) |
 //! | 24 | 8 | offset of the data area (u64, = 384) |
+//! | 32 | 4 | producer parked (`AtomicU32` futex word: 1 while the producer waits for room) |
+//! | 48 | 4 | consumer parked (`AtomicU32` futex word: 1 while the consumer waits for a message) |
+//! | 64 | 8 | producer claims (`AtomicU64`: times a process claimed the producer side through `shm::Region` (0: never)) |
+//! | 80 | 8 | consumer claims (`AtomicU64`, likewise for the consumer side) |
 //! | 128 | 8 | write index (`AtomicU64`, bytes ever written; own cache-line pair) |
 //! | 256 | 8 | read index (`AtomicU64`, bytes ever released; own cache-line pair) |
 //! | 384 | capacity | frames |
@@ -16,14 +20,22 @@
 //! never pointers, so two processes that map the region at different addresses agree.
 //! Fields are accessed through raw offsets rather than a `&Header`, so the region only
 //! needs 8-byte alignment (128 keeps the indices on separate cache-line pairs).
+//!
+//! The words at 32..96 are off the hot path: `push`/`pop` never touch them. The parked
+//! words are used only by the waiting helpers (feature `wait`), the claim counters only
+//! by `shm::Region` (feature `shm`); both live on the first line pair, which
+//! is otherwise read only when an end attaches.
+//!
+//! Version 2 added those words (version 1 left 32..128 unused): a version-1 peer would
+//! neither wake a parked end nor count its claims, so the versions do not mix.
 
 use super::error::{AttachError, InitError};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Magic number at offset 0 (`"TSHMVARQ"`).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSHMVARQ");
 /// Layout version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes before the data area.
 pub const HEADER_LEN: usize = 384;
 /// Default frame alignment: 8 bytes (see the crate docs for 8 versus 64).
@@ -36,11 +48,44 @@ const OFF_VERSION: usize = 8;
 const OFF_ALIGN: usize = 12;
 const OFF_CAPACITY: usize = 16;
 const OFF_DATA: usize = 24;
+const OFF_PRODUCER_PARKED: usize = 32;
+const OFF_CONSUMER_PARKED: usize = 48;
+const OFF_PRODUCER_CLAIMS: usize = 64;
+const OFF_CONSUMER_CLAIMS: usize = 80;
 const OFF_WRITE: usize = 128;
 const OFF_READ: usize = 256;
 
-// The index atomics must fit their slots (true for std's and loom's types).
-const _: () = assert!(core::mem::size_of::<AtomicU64>() <= 128 && core::mem::align_of::<AtomicU64>() <= 8);
+/// Offsets of every atomic of the header, for formatting (and, under loom, dropping).
+pub(crate) const ATOMICS_U32: [usize; 2] = [OFF_PRODUCER_PARKED, OFF_CONSUMER_PARKED];
+pub(crate) const ATOMICS_U64: [usize; 4] = [OFF_PRODUCER_CLAIMS, OFF_CONSUMER_CLAIMS, OFF_WRITE, OFF_READ];
+
+// The atomics must fit their 16-byte slots (true for std's and loom's types).
+const _: () = assert!(core::mem::size_of::<AtomicU64>() <= 16 && core::mem::align_of::<AtomicU64>() <= 8);
+const _: () = assert!(core::mem::size_of::<AtomicU32>() <= 16 && core::mem::align_of::<AtomicU32>() <= 8);
+
+/// The two ends of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The end that writes frames ([`Producer`](super::Producer)).
+    Producer,
+    /// The end that reads them ([`Consumer`](super::Consumer)).
+    Consumer,
+}
+
+impl Side {
+    /// The other end.
+    ///
+    /// ```
+    /// use tcpshm_ring::var::Side;
+    /// assert_eq!(Side::Producer.other(), Side::Consumer);
+    /// ```
+    pub const fn other(self) -> Side {
+        match self {
+            Side::Producer => Side::Consumer,
+            Side::Consumer => Side::Producer,
+        }
+    }
+}
 
 /// The shape of a var queue: data capacity and frame alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +182,30 @@ impl Raw {
         unsafe { &*(self.base.add(OFF_READ) as *const AtomicU64) }
     }
 
+    /// The futex word `side` parks on (1 while it waits; see `wait::bell`).
+    #[inline(always)]
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) fn parked(&self, side: Side) -> &AtomicU32 {
+        let off = match side {
+            Side::Producer => OFF_PRODUCER_PARKED,
+            Side::Consumer => OFF_CONSUMER_PARKED,
+        };
+        // SAFETY: as for `write_index`: `format` wrote an `AtomicU32` at this 4-aligned
+        // offset of the validated header, only ever accessed atomically since.
+        unsafe { &*(self.base.add(off) as *const AtomicU32) }
+    }
+
+    /// How many times a process claimed `side` through `shm::Region` (0: never).
+    #[cfg_attr(not(feature = "shm"), allow(dead_code))]
+    pub(crate) fn claims(&self, side: Side) -> &AtomicU64 {
+        let off = match side {
+            Side::Producer => OFF_PRODUCER_CLAIMS,
+            Side::Consumer => OFF_CONSUMER_CLAIMS,
+        };
+        // SAFETY: as for `write_index`, at an 8-aligned offset of the header.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
     #[inline(always)]
     pub(crate) fn data(&self) -> *mut u8 {
         // SAFETY: HEADER_LEN is within the region (its length was checked).
@@ -167,8 +236,12 @@ pub(crate) unsafe fn format(base: *mut u8, len: usize, cfg: Config) -> Result<Ge
         base.add(OFF_ALIGN).cast::<u32>().write((cfg.align as u32).to_le());
         base.add(OFF_CAPACITY).cast::<u64>().write((cfg.capacity as u64).to_le());
         base.add(OFF_DATA).cast::<u64>().write((HEADER_LEN as u64).to_le());
-        base.add(OFF_WRITE).cast::<AtomicU64>().write(AtomicU64::new(0));
-        base.add(OFF_READ).cast::<AtomicU64>().write(AtomicU64::new(0));
+        for off in ATOMICS_U32 {
+            base.add(off).cast::<AtomicU32>().write(AtomicU32::new(0));
+        }
+        for off in ATOMICS_U64 {
+            base.add(off).cast::<AtomicU64>().write(AtomicU64::new(0));
+        }
     }
     // Magic last, after a release fence: whoever sees the magic sees a whole header.
     core::sync::atomic::fence(Ordering::Release);

@@ -58,12 +58,16 @@ mod consumer;
 mod error;
 pub mod frame;
 pub mod layout;
+mod peer;
 mod producer;
-mod region;
+pub(crate) mod region;
+mod walk;
 
 pub use consumer::{Consumer, Msg, Run};
 pub use error::{AllocError, AttachError, Corrupt, InitError, NothingAllocated, PopError};
-pub use layout::{region_size, Config, DEFAULT_ALIGN, HEADER_LEN, MAGIC, MAX_CAPACITY, VERSION};
+pub use layout::{region_size, Config, Side, DEFAULT_ALIGN, HEADER_LEN, MAGIC, MAX_CAPACITY, VERSION};
+pub(crate) use peer::Link;
+pub use peer::Peer;
 pub use producer::Producer;
 
 use crate::sync::Arc;
@@ -102,7 +106,8 @@ impl VarQueue {
         // SAFETY: we own the fresh allocation of exactly `len` bytes.
         let geo = unsafe { layout::format(heap.base(), len, cfg)? };
         let ring = Ring::new(heap.base(), geo, Some(heap));
-        Ok((Producer::new(ring.clone()), Consumer::new(ring)))
+        let (lp, lc) = Link::pair();
+        Ok((Producer::new(ring.clone(), lp), Consumer::new(ring, lc)))
     }
 }
 
@@ -121,7 +126,8 @@ pub fn init(region: &mut [u8], cfg: Config) -> Result<(), InitError> {
     unsafe { layout::format(region.as_mut_ptr(), region.len(), cfg) }.map(drop)
 }
 
-/// Validates a formatted region and returns its two ends, which borrow it.
+/// Validates a formatted region and returns its two ends, which borrow it. Each end
+/// learns when the other is dropped (`is_abandoned`).
 ///
 /// ```
 /// use tcpshm_ring::var::{self, AttachError};
@@ -134,12 +140,15 @@ pub fn attach(region: &mut [u8]) -> Result<(Producer<'_>, Consumer<'_>), AttachE
     // lifetime `'_`.
     let geo = unsafe { layout::validate(region.as_mut_ptr(), region.len())? };
     let ring = Ring::new(region.as_mut_ptr(), geo, None);
-    Ok((Producer::new(ring.clone()), Consumer::new(ring)))
+    let (lp, lc) = Link::pair();
+    Ok((Producer::new(ring.clone(), lp), Consumer::new(ring, lc)))
 }
 
 /// Validates a formatted region in raw memory (a shared-memory mapping) and returns
 /// its two ends. A process that is only the producer (or only the consumer) drops the
-/// other end: dropping an end does not touch the region.
+/// other end: dropping an end does not touch the region, and neither end tracks the
+/// other ([`Peer::Untracked`]): liveness across processes is the caller's (or use
+/// `shm::Region` with the `shm` feature, which tracks it with a lock per side).
 ///
 /// # Safety
 /// - `base..base + len` must stay mapped, readable and writable for as long as either
@@ -168,5 +177,5 @@ pub unsafe fn attach_raw(base: *mut u8, len: usize) -> Result<(Producer<'static>
     // SAFETY: the caller guarantees the memory is mapped for the ends' lifetime.
     let geo = unsafe { layout::validate(base, len)? };
     let ring = Ring::new(base, geo, None);
-    Ok((Producer::new(ring.clone()), Consumer::new(ring)))
+    Ok((Producer::new(ring.clone(), Link::Untracked), Consumer::new(ring, Link::Untracked)))
 }

@@ -1,9 +1,12 @@
 //! The writing end of a var queue.
 
+use super::consumer::Msg;
 use super::error::{AllocError, Corrupt, NothingAllocated};
 use super::frame::{align_up, FrameHeader, FLAG_WRAP, FRAME_HEADER_LEN};
-use super::layout::Config;
+use super::layout::{Config, Side};
+use super::peer::{Link, Peer};
 use super::region::Ring;
+use super::walk::Step;
 use crate::sync::Ordering;
 use core::marker::PhantomData;
 
@@ -20,6 +23,11 @@ struct Pending {
 /// the payload, [`push`](Producer::push) it.
 ///
 /// `Send`, not `Clone`, not `Sync`: one producer per queue.
+///
+/// Dropping a producer made with its consumer ([`VarQueue`](super::VarQueue),
+/// [`attach`](super::attach)) or claimed through `shm::Region` tells the consumer
+/// ([`Consumer::is_abandoned`](super::Consumer::is_abandoned)); one from
+/// [`attach_raw`](super::attach_raw) writes nothing to the region when dropped.
 ///
 /// ```
 /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(1024);
@@ -39,6 +47,8 @@ pub struct Producer<'a> {
     /// Last read index of the consumer we saw; `<=` the real one.
     cached_read: u64,
     pending: Option<Pending>,
+    /// Who tells us whether the consumer is alive.
+    link: Link,
     _region: PhantomData<&'a mut [u8]>,
 }
 
@@ -48,10 +58,10 @@ pub struct Producer<'a> {
 unsafe impl Send for Producer<'_> {}
 
 impl<'a> Producer<'a> {
-    pub(crate) fn new(ring: Ring) -> Producer<'a> {
+    pub(crate) fn new(ring: Ring, link: Link) -> Producer<'a> {
         let write = ring.raw.write_index().load(Ordering::Acquire);
         let read = ring.raw.read_index().load(Ordering::Acquire);
-        Producer { ring, write, published: write, cached_read: read, pending: None, _region: PhantomData }
+        Producer { ring, write, published: write, cached_read: read, pending: None, link, _region: PhantomData }
     }
 
     /// Rereads the consumer's index, refusing an impossible one.
@@ -124,6 +134,23 @@ impl<'a> Producer<'a> {
             }
             Ok(Some(core::slice::from_raw_parts_mut(at.add(FRAME_HEADER_LEN), len)))
         }
+    }
+
+    /// Whether [`alloc`](Self::alloc)`(len)` would hand out a frame now (rereading the
+    /// consumer's index if the cached one says no), without handing it out.
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) fn has_room(&mut self, len: usize) -> Result<bool, AllocError> {
+        if len > self.ring.max_payload {
+            return Err(AllocError::TooLarge { len, max: self.ring.max_payload });
+        }
+        let frame = align_up((FRAME_HEADER_LEN + len) as u64, self.ring.align);
+        let to_end = self.ring.capacity - (self.write & self.ring.mask);
+        let need = if frame > to_end { to_end + frame } else { frame };
+        if self.write + need - self.cached_read <= self.ring.capacity {
+            return Ok(true);
+        }
+        self.refresh_read()?;
+        Ok(self.write + need - self.cached_read <= self.ring.capacity)
     }
 
     /// Writes the wrap marker (if any), the header and the zeroed padding of the
@@ -228,6 +255,105 @@ impl<'a> Producer<'a> {
         self.published
     }
 
+    /// The consumer's read index as this producer sees it now: every byte below it was
+    /// released (the consumer is done with it). Frames from here to
+    /// [`published_index`](Self::published_index) are published and not yet released;
+    /// walk them with [`peek`](Self::peek).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// p.alloc(1).unwrap().unwrap();
+    /// p.push(0).unwrap();
+    /// assert_eq!(p.released_index(), 0);
+    /// c.pop().unwrap();
+    /// assert_eq!(p.released_index(), 16);
+    /// ```
+    pub fn released_index(&self) -> u64 {
+        self.ring.raw.read_index().load(Ordering::Acquire)
+    }
+
+    /// A published frame of ours that the consumer may not have released yet, read in
+    /// place without consuming anything: for copying a queue's unconsumed messages
+    /// elsewhere (a connection that moves from shared memory to TCP resends them).
+    /// `index` must be a frame boundary in
+    /// [`released_index`](Self::released_index)`..`[`published_index`](Self::published_index)
+    /// (the released index read before the walk, or a [`Msg::end`] seen since);
+    /// `Ok(None)` at the published end. Any other index yields [`Corrupt`] or an
+    /// unrelated frame, never an out-of-bounds read; the header is validated as the
+    /// consumer validates it, because in shared memory another process can write it.
+    ///
+    /// **Why it is sound while the consumer pops concurrently.** The consumer only
+    /// *reads* published frames and then advances the read index; it never writes frame
+    /// bytes. Only this producer writes them, and only in [`alloc`](Self::alloc), which
+    /// reuses bytes below the read index. `alloc` needs `&mut self`, and the returned
+    /// [`Msg`] borrows `&self`, so while a peeked message is alive no frame can be
+    /// overwritten, whatever the consumer releases meanwhile: both sides merely read
+    /// the same bytes. A frame the consumer released after this producer last looked at
+    /// the read index is still intact, since the space is reused only by a later
+    /// `alloc`.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// for t in 0..3 { p.alloc(1).unwrap().unwrap()[0] = t as u8; p.push(t).unwrap(); }
+    /// c.pop().unwrap(); // the consumer took message 0
+    /// let mut i = p.released_index();
+    /// let mut unconsumed = vec![];
+    /// while let Some(m) = p.peek(i).unwrap() {
+    ///     unconsumed.push(m.payload()[0]);
+    ///     i = m.end();
+    /// }
+    /// assert_eq!(unconsumed, [1, 2]);
+    /// ```
+    pub fn peek(&self, index: u64) -> Result<Option<Msg<'_>>, Corrupt> {
+        let mut i = index;
+        if !i.is_multiple_of(self.ring.align) {
+            return Err(Corrupt::Frame { at: i, len: 0, flags: 0 });
+        }
+        loop {
+            if i >= self.published {
+                return Ok(None);
+            }
+            match self.ring.step_at(i, self.published)? {
+                // SAFETY: the frame is ours and published; only `alloc` (which needs
+                // `&mut self`) writes frame bytes, so they stay intact while `&self` is
+                // borrowed; the consumer only reads them.
+                Step::Frame(f) => return Ok(Some(unsafe { self.ring.msg(f) })),
+                Step::Wrap(next) => i = next,
+            }
+        }
+    }
+
+    /// What this producer knows about the consumer (see [`Peer`]). One load for ends
+    /// made together in this process; for a `shm` end, one `fcntl` system call.
+    ///
+    /// ```
+    /// use tcpshm_ring::var::{Peer, VarQueue};
+    /// let (p, c) = VarQueue::with_capacity(256);
+    /// assert_eq!(p.peer(), Peer::Alive);
+    /// drop(c);
+    /// assert_eq!(p.peer(), Peer::Gone);
+    /// ```
+    pub fn peer(&self) -> Peer {
+        self.link.peer(Side::Producer)
+    }
+
+    /// Whether the consumer is gone ([`Peer::Gone`]): nothing pushed from now on will
+    /// be read (unless, across processes, a new consumer claims the region).
+    ///
+    /// ```
+    /// let (p, c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// drop(c);
+    /// assert!(p.is_abandoned());
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.peer() == Peer::Gone
+    }
+
+    #[cfg_attr(not(feature = "wait"), allow(dead_code))]
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
     /// Bytes frame size of a `len`-byte payload in this queue (header + padding).
     ///
     /// ```
@@ -236,5 +362,16 @@ impl<'a> Producer<'a> {
     /// ```
     pub fn frame_size(&self, len: usize) -> u64 {
         align_up((FRAME_HEADER_LEN + len) as u64, self.ring.align)
+    }
+}
+
+impl Drop for Producer<'_> {
+    fn drop(&mut self) {
+        if self.link.leave(Side::Producer) {
+            // While the region is still mapped (the link may hold the last reference
+            // to a shared mapping; it is dropped after this body).
+            #[cfg(feature = "wait")]
+            crate::wait::bell::notify(self.ring.raw.parked(Side::Consumer), crate::wait::bell::Scope::Shared);
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! The memory a queue's two ends share: a validated view of a region, and the heap
 //! region behind [`VarQueue::with_capacity`](super::VarQueue::with_capacity).
 
-use super::layout::{Geometry, Raw, HEADER_LEN};
-use crate::sync::{Arc, AtomicU64, Tracker};
+use super::layout::{Geometry, Raw, ATOMICS_U32, ATOMICS_U64, HEADER_LEN};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Tracker};
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 
@@ -38,11 +38,15 @@ impl HeapRegion {
 
 impl Drop for HeapRegion {
     fn drop(&mut self) {
-        // SAFETY: the index atomics were written by `format` (a no-op drop for std's
+        // SAFETY: the header atomics were written by `format` (a no-op drop for std's
         // atomics, loom's bookkeeping otherwise); then we free what we allocated.
         unsafe {
-            core::ptr::drop_in_place(self.base().add(128).cast::<AtomicU64>());
-            core::ptr::drop_in_place(self.base().add(256).cast::<AtomicU64>());
+            for off in ATOMICS_U32 {
+                core::ptr::drop_in_place(self.base().add(off).cast::<AtomicU32>());
+            }
+            for off in ATOMICS_U64 {
+                core::ptr::drop_in_place(self.base().add(off).cast::<AtomicU64>());
+            }
             dealloc(self.ptr.as_ptr(), self.layout);
         }
     }

@@ -1,11 +1,11 @@
 //! loom models of the typed queue: every interleaving (up to the preemption bound) of
-//! a producer and a consumer, including wrap-around and the cached indices.
+//! a producer and a consumer, including wrap-around, the cached indices, the
+//! abandonment flag and (feature `wait`) parking.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --test loom_spsc`
-#![cfg(loom)]
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --all-features --lib loom_models::spsc`
 
+use crate::spsc;
 use loom::thread;
-use tcpshm_ring::spsc;
 
 /// Capacity 2, three items: the producer must wrap and must reread the consumer's
 /// index (its cached copy says full); values arrive in order, none lost or doubled.
@@ -74,6 +74,55 @@ fn drop_with_items_inside() {
             let _ = tx.push("b".into());
         });
         drop(rx);
+        t.join().unwrap();
+    });
+}
+
+/// The producer pushes, then drops: once the consumer sees it gone, every push is
+/// visible (the flag's release/acquire orders them), so nothing is left behind.
+#[test]
+fn abandonment_follows_every_push() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel::<u32>(2);
+        let t = thread::spawn(move || {
+            tx.push(1).unwrap();
+            tx.push(2).unwrap();
+        });
+        let mut got = vec![];
+        loop {
+            if let Some(v) = rx.pop() {
+                got.push(v);
+            } else if rx.is_abandoned() {
+                while let Some(v) = rx.pop() {
+                    got.push(v);
+                }
+                break;
+            } else {
+                thread::yield_now();
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(got, [1, 2]);
+    });
+}
+
+/// Both ends park at once (no spinning): a full queue parks the producer, an empty
+/// one the consumer, and the other end's notify (or drop) must wake it. A lost wake-up
+/// is a deadlock, which loom reports.
+#[cfg(feature = "wait")]
+#[test]
+fn parked_ends_are_woken_by_notify_and_by_drop() {
+    use crate::wait::{Wait, WaitError};
+    const W: Wait = Wait { spins: 0, yields: 0, park: core::time::Duration::from_secs(1), max_timeouts: None };
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel::<u32>(1);
+        let t = thread::spawn(move || {
+            tx.push_wait(1, &W).unwrap();
+            tx.push_wait(2, &W).unwrap();
+        });
+        assert_eq!(rx.pop_wait(&W), Ok(1));
+        assert_eq!(rx.pop_wait(&W), Ok(2));
+        assert_eq!(rx.pop_wait(&W), Err(WaitError::Abandoned));
         t.join().unwrap();
     });
 }
