@@ -63,23 +63,38 @@ fn epoch_of(s: &Store) -> u64 {
 /// >95% of its time in `write`, where a kill waits for the syscall boundary).
 ///
 /// Layout (u64 words): header `[status, epoch, acked, next_seq, consumed, send_cursor,
-/// 0, 0]` (status 1 once written), then 32-byte records `[kind << 8 | status, a, b, 0]`
-/// with status 1 = began, 2 = completed, 0 = never written.
+/// full, 0]` (status 1 once written; full 1 once the child filled the log and
+/// stopped), then 32-byte records `[kind << 8 | status, a, b, 0]` with status 1 =
+/// began, 2 = completed, 0 = never written.
+///
+/// A child that fills the log stops before its next operation and waits for the kill
+/// (a starved parent can sleep far longer than it asked): the kill then lands between
+/// operations, which is checked like any other, and counted.
 struct Log {
     map: memmap2::MmapMut,
     next: usize,
+    /// Records this round's log holds (`RECORDS`, or a few to test a full log).
+    records: usize,
 }
 
-const LOG_BYTES: usize = 8 << 20;
+/// 64 MiB, sparse: 2 M operations per round (a round's child typically does 10^4).
+const LOG_BYTES: usize = 64 << 20;
+/// Records that fit after the 8-word header.
+const RECORDS: usize = (LOG_BYTES / 8 - 8) / 4;
+/// Every this many rounds, the log holds only `SMALL_LOG` records and the parent
+/// kills the child once it filled them: the full-log path is exercised every run.
+const SMALL_LOG_EVERY: usize = 25;
+const SMALL_LOG: usize = 50;
+const FULL_WORD: usize = 6;
 const BEGAN: u64 = 1;
 const DONE: u64 = 2;
 
 impl Log {
-    fn create(path: &Path) -> Log {
+    fn create(path: &Path, records: usize) -> Log {
         let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
         f.set_len(LOG_BYTES as u64).unwrap();
         // SAFETY: a private test file, alive as long as the mapping.
-        Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0 }
+        Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0, records }
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
@@ -102,13 +117,14 @@ impl Log {
 
     /// Records that an operation begins; nothing of it happens before this is visible.
     fn begin(&mut self, kind: u8, a: u64, b: u64) -> usize {
-        let r = 8 + 4 * self.next;
-        if r + 4 > LOG_BYTES / 8 {
-            // Full: stop and wait for the kill.
+        if self.next == self.records {
+            // Full: stop before the operation and wait for the kill.
+            self.word(FULL_WORD).store(1, Ordering::Release);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        let r = 8 + 4 * self.next;
         self.next += 1;
         self.word(r + 1).store(a, Ordering::Relaxed);
         self.word(r + 2).store(b, Ordering::Relaxed);
@@ -125,8 +141,16 @@ impl Log {
         w.store(w.load(Ordering::Relaxed) & !0xFF | DONE, Ordering::Release);
     }
 
-    /// Record `i`: (kind, a, b, status); status 0 = none.
+    /// Whether the child filled the log and stopped.
+    fn full(&self) -> bool {
+        self.word(FULL_WORD).load(Ordering::Acquire) == 1
+    }
+
+    /// Record `i`: (kind, a, b, status); status 0 = none (also past the end).
     fn record(&self, i: usize) -> (u8, u64, u64, u64) {
+        if i >= self.records {
+            return (0, 0, 0, 0);
+        }
         let r = 8 + 4 * i;
         let w = self.word(r).load(Ordering::Acquire);
         ((w >> 8) as u8, self.word(r + 1).load(Ordering::Relaxed), self.word(r + 2).load(Ordering::Relaxed), w & 0xFF)
@@ -139,9 +163,10 @@ fn child(dir: &Path) -> ! {
     let seed: u64 = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_SEED").unwrap().parse().unwrap();
     let sync = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_SYNC").is_ok();
     let log_path = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_LOG").unwrap();
+    let records: usize = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_RECORDS").unwrap().parse().unwrap();
     let f = std::fs::OpenOptions::new().read(true).write(true).open(log_path).unwrap();
     // SAFETY: the parent made the file LOG_BYTES long and does not touch it until we die.
-    let mut log = Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0 };
+    let mut log = Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0, records };
     let (mut s, outcome) = Store::open(dir, name("writer"), name("reader"), &opts(sync), None, 0).expect("child open");
     assert_eq!(outcome, OpenOutcome::Opened);
     let mut e = epoch_of(&s);
@@ -280,6 +305,8 @@ struct Stats {
     in_flight: std::collections::BTreeMap<char, (usize, usize)>,
     between_ops: usize,
     before_first_op: usize,
+    /// Rounds whose child filled its log and stopped before the kill.
+    log_full: usize,
 }
 
 fn parent() {
@@ -300,11 +327,13 @@ fn parent() {
     let started = Instant::now();
     for round in 0..kills {
         let sync = round % 8 == 7;
-        let log = Log::create(&log_path);
+        let small = round % SMALL_LOG_EVERY == SMALL_LOG_EVERY - 1;
+        let log = Log::create(&log_path, if small { SMALL_LOG } else { RECORDS });
         let mut cmd = Command::new(&exe);
         cmd.env(CHILD_ENV, dir.path())
             .env("TCPSHM_PERSIST_CRASH_CHILD_SEED", rnd(u64::MAX).to_string())
             .env("TCPSHM_PERSIST_CRASH_CHILD_LOG", &log_path)
+            .env("TCPSHM_PERSIST_CRASH_CHILD_RECORDS", log.records.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -315,6 +344,15 @@ fn parent() {
         // When to kill: after the child logged k operations, or after a random sleep
         // (short ones land in its start-up and open, long ones deep in its operations).
         match rnd(10) {
+            // A small log: kill once the child filled it (it then waits for the kill).
+            _ if small => {
+                while !log.full() {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
             0..=4 => {
                 let k = rnd(20_000) as usize;
                 let deadline = Instant::now() + Duration::from_millis(200);
@@ -362,6 +400,13 @@ fn parent() {
             }
             n += 1;
         }
+        if log.full() {
+            assert_eq!((n, in_flight), (log.records, None), "round {round}: a full log ends between operations");
+            stats.log_full += 1;
+        }
+        if small {
+            assert!(log.full(), "round {round}: the child did not fill its small log");
+        }
         let files = dir.files();
         if files.len() > 1 {
             assert_eq!(files, [".writer@reader.tcpshm.tmp", "writer@reader.tcpshm"], "round {round}");
@@ -395,16 +440,18 @@ fn parent() {
     }
     eprintln!(
         "crash test: {} kills in {:.1} s (seed {seed:#x}), {} completed operations replayed; killed between \
-         operations: {}, before the first: {}; killed inside an operation (kind: showed old state, new state): {:?}; \
-         final state {:?}",
+         operations: {} (of which {} after the child filled its log), before the first: {}; killed inside an \
+         operation (kind: showed old state, new state): {:?}; final state {:?}",
         stats.kills,
         started.elapsed().as_secs_f64(),
         stats.ops,
         stats.between_ops,
+        stats.log_full,
         stats.before_first_op,
         stats.in_flight,
         state,
     );
     assert_eq!(stats.kills, kills);
+    assert!(stats.log_full >= kills / SMALL_LOG_EVERY, "{stats:?}");
     let _ = std::io::stderr().flush();
 }
