@@ -1,6 +1,7 @@
 //! The crash test: a writer child process (this binary, re-executed with
 //! `TCPSHM_PERSIST_CRASH_CHILD` set) runs a random mix of push, batch push, abandoned
-//! alloc, ack, consume, send-cursor and epoch-reset operations on a store, recording in
+//! alloc, ack, `ack_beyond`, session-word, consume, send-cursor and epoch-reset
+//! operations on a store, recording in
 //! a shared operation log each operation before it starts and after it completes.
 //! The parent kills it with SIGKILL at hundreds of random moments (after random
 //! sleeps from microseconds to milliseconds, or after k logged operations), reopens the
@@ -25,12 +26,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tcpshm_persist::{Durability, OpenOutcome, Options, Store};
+use tcpshm_persist::{Durability, OpenOutcome, Options, SessionWord, Store};
 
 const CHILD_ENV: &str = "TCPSHM_PERSIST_CRASH_CHILD";
 const CAP: usize = 1 << 16;
 
 fn main() {
+    if cfg!(miri) {
+        eprintln!("crash test: not run under miri (it spawns and kills processes, maps and locks real files)");
+        return;
+    }
     match std::env::var(CHILD_ENV) {
         Ok(dir) => child(Path::new(&dir)),
         Err(_) => parent(),
@@ -63,7 +68,7 @@ fn epoch_of(s: &Store) -> u64 {
 /// >95% of its time in `write`, where a kill waits for the syscall boundary).
 ///
 /// Layout (u64 words): header `[status, epoch, acked, next_seq, consumed, send_cursor,
-/// full, 0]` (status 1 once written; full 1 once the child filled the log and
+/// full, session]` (status 1 once written; full 1 once the child filled the log and
 /// stopped), then 32-byte records `[kind << 8 | status, a, b, 0]` with status 1 =
 /// began, 2 = completed, 0 = never written.
 ///
@@ -86,6 +91,7 @@ const RECORDS: usize = (LOG_BYTES / 8 - 8) / 4;
 const SMALL_LOG_EVERY: usize = 25;
 const SMALL_LOG: usize = 50;
 const FULL_WORD: usize = 6;
+const SESSION_WORD: usize = 7;
 const BEGAN: u64 = 1;
 const DONE: u64 = 2;
 
@@ -103,16 +109,21 @@ impl Log {
         unsafe { &*(self.map.as_ptr().add(8 * i) as *const AtomicU64) }
     }
 
-    fn header(&self, v: [u64; 5]) {
+    fn header(&self, v: [u64; 5], session: u64) {
         for (i, x) in v.iter().enumerate() {
             self.word(1 + i).store(*x, Ordering::Relaxed);
         }
+        self.word(SESSION_WORD).store(session, Ordering::Relaxed);
         self.word(0).store(1, Ordering::Release);
     }
 
-    fn read_header(&self) -> Option<[u64; 5]> {
-        (self.word(0).load(Ordering::Acquire) == 1)
-            .then(|| std::array::from_fn(|i| self.word(1 + i).load(Ordering::Relaxed)))
+    fn read_header(&self) -> Option<([u64; 5], u64)> {
+        (self.word(0).load(Ordering::Acquire) == 1).then(|| {
+            (
+                std::array::from_fn(|i| self.word(1 + i).load(Ordering::Relaxed)),
+                self.word(SESSION_WORD).load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Records that an operation begins; nothing of it happens before this is visible.
@@ -170,7 +181,10 @@ fn child(dir: &Path) -> ! {
     let (mut s, outcome) = Store::open(dir, name("writer"), name("reader"), &opts(sync), None, 0).expect("child open");
     assert_eq!(outcome, OpenOutcome::Opened);
     let mut e = epoch_of(&s);
-    log.header([e, s.first_unacked(), s.next_seq(), s.consumed(), s.send_cursor()]);
+    log.header(
+        [e, s.first_unacked(), s.next_seq(), s.consumed(), s.send_cursor()],
+        s.session_word(SessionWord::Spare0),
+    );
     let mut rng = Rng::new(seed);
     let mut next = || rng.next();
     loop {
@@ -215,6 +229,17 @@ fn child(dir: &Path) -> ! {
             if let Some(buf) = s.alloc((next() % 500) as usize).unwrap() {
                 buf.fill(0xEE);
             }
+        } else if r < 565 {
+            // The peer consumed seqs carried by another medium.
+            let upto = s.next_seq() + 1 + next() % 5;
+            let rec = log.begin(b'B', upto, 0);
+            s.ack_beyond(upto).unwrap();
+            log.done(rec);
+        } else if r < 580 {
+            let v = next() >> 1;
+            let rec = log.begin(b'W', v, 0);
+            s.set_session_word(SessionWord::Spare0, v);
+            log.done(rec);
         } else if r < 800 {
             let upto = s.first_unacked() + next() % (depth + 1);
             let rec = log.begin(b'A', upto, 0);
@@ -248,6 +273,7 @@ struct State {
     next_seq: u64,
     consumed: u64,
     send_cursor: u64,
+    session: u64,
 }
 
 impl State {
@@ -262,9 +288,14 @@ impl State {
                 self.next_seq += b;
             }
             b'A' => self.acked = self.acked.max(a),
+            b'B' => {
+                assert!(a > self.next_seq, "ack_beyond beyond the queue");
+                (self.acked, self.next_seq) = (a, a);
+            }
+            b'W' => self.session = a,
             b'C' => self.consumed = a,
             b'S' => self.send_cursor = a,
-            b'R' => self = State { epoch: a, acked: 0, next_seq: 0, consumed: 0, send_cursor: 0 },
+            b'R' => self = State { epoch: a, acked: 0, next_seq: 0, consumed: 0, send_cursor: 0, session: 0 },
             k => panic!("unknown op {k}"),
         }
         self
@@ -282,6 +313,7 @@ fn observe(dir: &Path) -> State {
         next_seq: s.next_seq(),
         consumed: s.consumed(),
         send_cursor: s.send_cursor(),
+        session: s.session_word(SessionWord::Spare0),
     };
     let mut c = s.cursor_at(st.acked).unwrap();
     let mut seq = st.acked;
@@ -376,8 +408,8 @@ fn parent() {
         stats.kills += 1;
 
         // Replay the child's log on the model.
-        if let Some(h) = log.read_header() {
-            let seen = State { epoch: h[0], acked: h[1], next_seq: h[2], consumed: h[3], send_cursor: h[4] };
+        if let Some((h, session)) = log.read_header() {
+            let seen = State { epoch: h[0], acked: h[1], next_seq: h[2], consumed: h[3], send_cursor: h[4], session };
             assert_eq!(seen, state, "round {round}: the child opened another state than the parent saw");
         }
         let mut done = state;
