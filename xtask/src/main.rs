@@ -3,10 +3,12 @@
 //! * `cargo xtask ci` — the whole test gate, in order, stopping at the first failure.
 //! * `cargo xtask bench [echo|stream|scale|persist|ring|all] [--quick]` — benchmarks, report and plots.
 //! * `cargo xtask fuzz [--seconds N]` — bounded cargo-fuzz runs (nightly).
+//! * `cargo xtask powerloss [--images N] [--seed S]` — the long power-loss exploration.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod powerloss;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,8 @@ enum Cmd {
     Bench(bench::Args),
     /// Run each cargo-fuzz target for a bounded time (needs nightly and cargo-fuzz).
     Fuzz(fuzz::Args),
+    /// Open N torn images of the persist store (random power-loss scenarios).
+    Powerloss(powerloss::Args),
 }
 
 fn main() {
@@ -34,6 +38,7 @@ fn main() {
         Cmd::Ci(a) => ci::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
+        Cmd::Powerloss(a) => powerloss::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

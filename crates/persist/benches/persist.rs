@@ -108,7 +108,7 @@ fn run_store(case: Case, secs: Duration) -> Tput {
         push_some(&mut s, ACK_EVERY);
     }
     s.flush().expect("flush");
-    s.set_durability(durability);
+    s.set_durability(durability).expect("set durability");
     let start = Instant::now();
     let mut n = 0u64;
     loop {

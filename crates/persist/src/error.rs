@@ -8,6 +8,7 @@ use tcpshm_ring::var::{AttachError, Corrupt};
 
 /// What is wrong with the immutable store header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The magic number is not ours: not a tcpshm store (or never completely written).
     #[error("not a tcpshm store (magic {magic:#018x}, expected \"TSHMSTOR\")")]
@@ -50,9 +51,13 @@ pub enum HeaderError {
     },
 }
 
-/// The counters or the queued frames of a store contradict each other. Each variant
-/// is a state that no sequence of operations (interrupted anywhere) can produce.
+/// The counters or the queued frames of a store contradict each other, or what a
+/// completed sync made durable is damaged. Each variant is a state that no sequence of
+/// operations, interrupted anywhere by a process crash or (in
+/// [`Durability::Sync`](crate::Durability::Sync)) by power loss, can produce:
+/// [`Store::salvage`](crate::Store::salvage) recovers the valid prefix of such a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Inconsistency {
     /// A counter holds a value of 2^63 or more (a corrupt word).
     #[error("counter `{field}` holds impossible value {value}")]
@@ -94,18 +99,58 @@ pub enum Inconsistency {
     /// A counter is beyond the next sequence number the queue implies.
     #[error("counter `{field}` is {value}, beyond the next seq {next_seq} the queue holds")]
     Ahead {
-        /// Which counter (`acked`, `send_cursor`, `next_seq` hint).
+        /// Which counter (`acked`, `send_cursor`).
         field: &'static str,
         /// Its value.
         value: u64,
         /// Next seq implied by the queue (last queued seq + 1, or `acked` if empty).
         next_seq: u64,
     },
+    /// The ring's write and read indices contradict each other (read beyond write,
+    /// more than a ring apart, or off the frame alignment).
+    #[error("ring indices are impossible (read {read}, write {write})")]
+    RingIndices {
+        /// The read index.
+        read: u64,
+        /// The write index.
+        write: u64,
+    },
+    /// The machine restarted since the store was last written in `Sync` mode, and
+    /// neither commit slot holds a valid record: what the syncs made durable is lost.
+    #[error("no valid commit record (both slots damaged): the last synced state cannot be found")]
+    NoCommit,
+    /// The batch of the last completed sync does not match its checksum (and there is
+    /// no earlier sync to fall back to): synced bytes were damaged after the sync.
+    #[error(
+        "the messages made durable by sync #{commit} are damaged (checksum {computed:#010x}, recorded {stored:#010x})"
+    )]
+    SyncedBatch {
+        /// The commit record's number.
+        commit: u64,
+        /// Checksum in the record.
+        stored: u32,
+        /// Checksum of the bytes in the file.
+        computed: u32,
+    },
+    /// A commit record with a valid checksum describes frames the queue does not hold
+    /// (its count or seqs differ): synced data was damaged, or the record is foreign.
+    #[error("sync #{commit} recorded seqs {acked}..{next_seq} but the queue holds {found} frames there")]
+    CommitMismatch {
+        /// The commit record's number.
+        commit: u64,
+        /// `acked` in the record.
+        acked: u64,
+        /// `next_seq` in the record.
+        next_seq: u64,
+        /// Frames found between the record's ring indices.
+        found: u64,
+    },
 }
 
-/// Why a store could not be opened, created, migrated, reset or removed. Every
-/// variant names the file.
+/// Why a store could not be opened, created, migrated, reset, salvaged or removed.
+/// Every variant names the file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// A system call failed.
     #[error("{}: {op}: {source}", path.display())]
@@ -220,6 +265,7 @@ pub enum OpenError {
 /// Why an operation on an open [`Store`](crate::Store) was refused. Small and cheap:
 /// the hot path returns it by value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The message is longer than [`Store::max_payload`](crate::Store::max_payload).
     #[error("message of {len} bytes exceeds the store's maximum of {max} bytes")]
@@ -232,6 +278,13 @@ pub enum StoreError {
     /// `push` without a successful `alloc` before it.
     #[error("push without a successful alloc")]
     NothingAllocated,
+    /// [`Store::ack_beyond`](crate::Store::ack_beyond) while messages are staged (they
+    /// hold seqs the other medium carried): publish them first.
+    #[error("{staged} staged messages hold seqs beyond the queue: publish them before ack_beyond")]
+    Staged {
+        /// Messages staged.
+        staged: u64,
+    },
     /// The message type is in the reserved control range.
     #[error("message type {0:#06x} is reserved for control frames")]
     ReservedType(u16),
@@ -294,6 +347,59 @@ pub enum StoreError {
     /// dirty pages).
     #[error("sync to disk failed: {0}")]
     Sync(io::Error),
+}
+
+/// Why a read-only [inspection](crate::Inspection) or [check](crate::check) of a
+/// store file could not read it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InspectError {
+    /// A system call failed.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file is shorter than the store header page.
+    #[error("{}: file is {len} bytes, shorter than the {} byte store header (truncated)", path.display(), crate::HEADER_PAGE)]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// The store header is not ours, of another version, damaged, or holds a bad field.
+    #[error("{}: {source}", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: HeaderError,
+    },
+    /// The file's length is not the one its header implies.
+    #[error("{}: file is {len} bytes but its header implies {expected} (truncated or extended)", path.display())]
+    LengthMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// Header page + ring region.
+        expected: u64,
+    },
+    /// The store's owner kept changing the file while it was being read: no consistent
+    /// snapshot was obtained in this many attempts. Nothing was misread; try again
+    /// (a busy store may need a quieter moment).
+    #[error("{}: the file changed while being read ({attempts} attempts)", path.display())]
+    ChangedWhileReading {
+        /// The file.
+        path: PathBuf,
+        /// Snapshots attempted.
+        attempts: u32,
+    },
 }
 
 impl From<Corrupt> for StoreError {

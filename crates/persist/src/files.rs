@@ -172,6 +172,17 @@ impl Dir {
         Ok(true)
     }
 
+    /// Makes `name` also reachable as `keep` (a hard link; an older `keep` is
+    /// replaced), so that a file about to be replaced by a rename stays on disk.
+    pub(crate) fn keep_as(&self, name: &str, keep: &str) -> Result<(), OpenError> {
+        let path = self.join(keep);
+        match fs::unlinkat(&*self.fd, keep, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(io_err(&path, "remove the previous copy", e)),
+        }
+        fs::linkat(&*self.fd, name, &*self.fd, keep, AtFlags::empty()).map_err(|e| io_err(&path, "link", e))
+    }
+
     /// Removes a temporary file after a failed build (best effort).
     pub(crate) fn discard(&self, temp: &str) {
         let _ = fs::unlinkat(&*self.fd, temp, AtFlags::empty());

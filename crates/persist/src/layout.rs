@@ -1,6 +1,7 @@
 //! The store file layout: a 4096-byte store header page, then a `tcpshm-ring` var
 //! queue region. The table is in the crate documentation; this module owns the
-//! offsets, the encoding of the immutable header and its checksum.
+//! offsets, the encoding of the immutable header and its checksum, and the raw word
+//! accessors that recovery uses on a byte image of the file.
 
 use crate::error::HeaderError;
 use tcpshm_proto::Name;
@@ -9,7 +10,7 @@ use tcpshm_ring::var;
 /// Magic number at offset 0 (`"TSHMSTOR"` little-endian).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSHMSTOR");
 /// Format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the store header page (the ring region starts here).
 pub const HEADER_PAGE: usize = 4096;
 /// Frame alignment of the send queue: the wire's (frames in the queue are byte for
@@ -35,6 +36,24 @@ pub(crate) const OFF_ACKED: usize = 256;
 pub(crate) const OFF_CONSUMED: usize = 264;
 pub(crate) const OFF_SEND_CURSOR: usize = 272;
 pub(crate) const OFF_NEXT_SEQ: usize = 280;
+/// The connection layer's session words (4 × u64), live copies.
+pub(crate) const OFF_SESSION: usize = 288;
+/// Boot id (16 bytes) of the machine session that last opened the file for writing:
+/// tells recovery whether the page cache it reads is the one the writer wrote.
+pub(crate) const OFF_BOOT: usize = 320;
+/// The two commit record slots, each alone in its 512-byte sector.
+pub(crate) const OFF_COMMIT: [usize; 2] = [512, 1024];
+
+/// Number of session words.
+pub const SESSION_WORDS: usize = 4;
+
+/// Offsets inside the ring region (the `tcpshm_ring::var` layout, version 1): the
+/// write and read indices. Recovery reads them from an image and installs repaired
+/// values before attaching the ring.
+pub(crate) const RING_OFF_WRITE: usize = 128;
+pub(crate) const RING_OFF_READ: usize = 256;
+/// File offset of the ring's data area.
+pub(crate) const DATA: usize = HEADER_PAGE + var::HEADER_LEN;
 
 /// Counters are sequence numbers; a value at or above this is impossible (it would
 /// take 292 years at one message per nanosecond) and marks a corrupt word.
@@ -43,9 +62,12 @@ pub(crate) const COUNTER_LIMIT: u64 = 1 << 63;
 const NAME_SLOT: usize = tcpshm_proto::MAX_NAME_LEN;
 const _: () = assert!(OFF_LOCAL + NAME_SLOT == OFF_REMOTE && OFF_REMOTE + NAME_SLOT == OFF_EPOCH);
 const _: () = assert!(OFF_EPOCH + NAME_SLOT == OFF_CRC && OFF_CRC + 4 <= OFF_ACKED);
-// Every field the library updates lies in the first 512-byte sector of the file (a
-// sector write is atomic on every storage device), each on an 8-byte boundary.
-const _: () = assert!(OFF_NEXT_SEQ + 8 <= 512 && OFF_ACKED.is_multiple_of(8));
+// The live words share the first 512-byte sector with the immutable header, each on
+// an 8-byte boundary; each commit slot has a sector of its own, so writing one slot
+// never tears the other, whatever the device's write granularity.
+const _: () = assert!(OFF_BOOT + 16 <= 512 && OFF_ACKED.is_multiple_of(8) && OFF_SESSION.is_multiple_of(8));
+const _: () = assert!(OFF_COMMIT[0] >= 512 && OFF_COMMIT[1] >= OFF_COMMIT[0] + 512);
+const _: () = assert!(OFF_COMMIT[1] + crate::commit::RECORD_LEN <= HEADER_PAGE);
 
 /// Length of a store file whose send queue has `capacity` data bytes.
 ///
@@ -144,19 +166,19 @@ pub(crate) fn read_header(page: &[u8; HEADER_PAGE]) -> Result<HeaderInfo, Header
     })
 }
 
-fn put_u64(b: &mut [u8], off: usize, v: u64) {
+pub(crate) fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put_u32(b: &mut [u8], off: usize, v: u32) {
+pub(crate) fn put_u32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn get_u64(b: &[u8], off: usize) -> u64 {
+pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
-fn get_u32(b: &[u8], off: usize) -> u32 {
+pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }
 

@@ -2,18 +2,22 @@
 //! remove, list. Every one that changes a file builds the new file under a temporary
 //! name and renames it into place (see [`crate::files`]).
 
-use crate::error::{Inconsistency, OpenError};
+use crate::boot::BootId;
+use crate::commit::{ring_crc, Commit, RECORD_LEN};
+use crate::error::OpenError;
 use crate::files::{self, io_err, Dir};
 use crate::layout::{
-    file_len, write_header, HeaderInfo, FORMAT_VERSION, FRAME_ALIGN, HEADER_PAGE, OFF_ACKED, OFF_CONSUMED,
-    OFF_NEXT_SEQ, OFF_SEND_CURSOR,
+    file_len, put_u64, write_header, HeaderInfo, DATA, FORMAT_VERSION, FRAME_ALIGN, HEADER_PAGE, OFF_ACKED, OFF_BOOT,
+    OFF_COMMIT, OFF_CONSUMED, OFF_NEXT_SEQ, OFF_SEND_CURSOR, OFF_SESSION, SESSION_WORDS,
 };
 use crate::options::{Durability, Options};
 use crate::outcome::{EpochChange, Migration, OpenOutcome, ResetInfo, StoreEntry};
-use crate::store::Store;
+use crate::store::{Origin, Store};
+use crate::walk;
 use memmap2::MmapMut;
 use std::fs::File;
 use std::path::Path;
+use tcpshm_proto::frame::RING_PREFIX_LEN;
 use tcpshm_proto::Name;
 use tcpshm_ring::var::{self, AllocError};
 
@@ -28,10 +32,24 @@ pub(crate) struct Expect {
 /// Counters of a file being built.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
-    acked: u64,
-    consumed: u64,
-    send_cursor: u64,
-    next_seq: u64,
+    pub(crate) acked: u64,
+    pub(crate) consumed: u64,
+    pub(crate) send_cursor: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) session: [u64; SESSION_WORDS],
+}
+
+/// The frames a file being built starts with: the first `count` frames from ring
+/// index `from` of a ring data area (an open store's, or a salvaged image's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    /// The file they come from (named in errors).
+    pub(crate) path: &'a Path,
+    pub(crate) data: &'a [u8],
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) count: u64,
+    pub(crate) max_payload: usize,
 }
 
 impl Store {
@@ -58,7 +76,8 @@ impl Store {
         let expect = Expect { local, remote, capacity: Some(opts.capacity) };
         loop {
             if let Some(file) = dir.open_locked(&name, false)? {
-                let mut store = Store::from_file(file, dir.clone(), dir.join(&name), &expect, opts.durability)?;
+                let mut store =
+                    Store::from_file(file, dir.clone(), dir.join(&name), &expect, opts.durability, Origin::Existing)?;
                 let outcome = match epoch {
                     None => OpenOutcome::Opened,
                     Some(e) => match store.switch_epoch(e, created_unix_ns)? {
@@ -122,7 +141,7 @@ impl Store {
             .open_locked(&name, false)?
             .ok_or_else(|| io_err(&path, "open", std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         let expect = Expect { local, remote, capacity: None };
-        let mut store = Store::from_file(file, dir, path, &expect, opts.durability)?;
+        let mut store = Store::from_file(file, dir, path, &expect, opts.durability, Origin::Existing)?;
         let from = store.info.capacity;
         let mut moved = 0;
         if from != opts.capacity {
@@ -160,11 +179,11 @@ impl Store {
 
     /// Builds a file under the temporary name, validates it as a store, and renames
     /// it into place. `Ok(None)` only when `no_replace` and the store appeared meanwhile.
-    fn build(
+    pub(crate) fn build(
         dir: &Dir,
         info: &HeaderInfo,
         counters: Counters,
-        copy_from: Option<&mut Store>,
+        source: Option<Source<'_>>,
         durability: Durability,
         no_replace: bool,
     ) -> Result<Option<Store>, OpenError> {
@@ -172,9 +191,10 @@ impl Store {
         let name = files::file_name(&info.local, &info.remote);
         let file = dir.create_temp(&temp)?;
         let durable = matches!(durability, Durability::Sync { .. });
-        let built = Store::fill(dir, &temp, &file, info, counters, copy_from, durable).and_then(|()| {
+        let built = Store::fill(dir, &temp, &file, info, counters, source, durable).and_then(|()| {
             let expect = Expect { local: info.local, remote: info.remote, capacity: Some(info.capacity) };
-            Store::from_file(file, dir.clone(), dir.join(&name), &expect, durability)
+            let origin = Origin::Built { synced: durable };
+            Store::from_file(file, dir.clone(), dir.join(&name), &expect, durability, origin)
         });
         let store = match built {
             Ok(s) => s,
@@ -193,15 +213,16 @@ impl Store {
         }
     }
 
-    /// Writes a complete store into the (locked, empty) temporary file and, if
-    /// `durable`, syncs it.
+    /// Writes a complete store into the (locked, empty) temporary file — header, live
+    /// words, this session's boot id, the ring with the source's frames, and commit
+    /// record 1 in slot 0 vouching for all of them — and, if `durable`, syncs it.
     fn fill(
         dir: &Dir,
         temp: &str,
         file: &File,
         info: &HeaderInfo,
         c: Counters,
-        copy_from: Option<&mut Store>,
+        source: Option<Source<'_>>,
         durable: bool,
     ) -> Result<(), OpenError> {
         let path = dir.join(temp);
@@ -217,8 +238,12 @@ impl Store {
             (OFF_SEND_CURSOR, c.send_cursor),
             (OFF_NEXT_SEQ, c.next_seq),
         ] {
-            map[off..off + 8].copy_from_slice(&v.to_le_bytes());
+            put_u64(&mut map, off, v);
         }
+        for (i, w) in c.session.iter().enumerate() {
+            put_u64(&mut map, OFF_SESSION + 8 * i, *w);
+        }
+        map[OFF_BOOT..OFF_BOOT + 16].copy_from_slice(&BootId::current().0);
         let cfg = var::Config { capacity: info.capacity, align: FRAME_ALIGN };
         let region = &mut map[HEADER_PAGE..];
         var::init(region, cfg).map_err(|_| OpenError::Config {
@@ -226,27 +251,48 @@ impl Store {
             min: crate::MIN_CAPACITY,
             max: var::MAX_CAPACITY,
         })?;
-        if let Some(src) = copy_from {
-            let (mut p, _c) = var::attach(region).map_err(|source| OpenError::Ring { path: path.clone(), source })?;
-            let (queued, bytes) = (src.queue_depth(), src.queued_bytes());
-            let too_small = || OpenError::DoesNotFit { path: src.path.clone(), queued, bytes, capacity: info.capacity };
-            let mut index = src.consumer.read_index();
-            while let Some(m) = src
-                .consumer
-                .peek(index)
-                .map_err(|c| OpenError::Inconsistent { path: src.path.clone(), source: Inconsistency::Ring(c) })?
-            {
-                let payload = m.payload();
-                match p.alloc(payload.len()) {
-                    Ok(Some(buf)) => buf.copy_from_slice(payload),
+        let (mut p, _c) = var::attach(region).map_err(|source| OpenError::Ring { path: path.clone(), source })?;
+        if let Some(src) = source {
+            let too_small = || OpenError::DoesNotFit {
+                path: src.path.to_path_buf(),
+                queued: src.count,
+                bytes: src.to - src.from,
+                capacity: info.capacity,
+            };
+            let mut copied = 0;
+            for f in walk::frames(src.data, src.from, src.to, src.max_payload).take(src.count as usize) {
+                let f = f.map_err(|source| OpenError::Inconsistent { path: src.path.to_path_buf(), source })?;
+                match p.alloc(RING_PREFIX_LEN + f.payload.len()) {
+                    Ok(Some(buf)) => {
+                        buf[..8].copy_from_slice(&f.seq.to_le_bytes());
+                        buf[8..16].copy_from_slice(&f.ack.to_le_bytes());
+                        buf[RING_PREFIX_LEN..].copy_from_slice(f.payload);
+                    }
                     Ok(None) | Err(AllocError::TooLarge { .. }) => return Err(too_small()),
                     Err(AllocError::Corrupt(_)) => unreachable!("a fresh ring has no foreign index"),
                 }
-                p.push_more(m.msg_type()).expect("allocated");
-                index = m.end();
+                p.push_more(f.msg_type).expect("allocated");
+                copied += 1;
             }
+            debug_assert_eq!(copied, src.count, "the source was validated");
             p.publish();
         }
+        let write = p.published_index();
+        drop(p);
+        let record = Commit {
+            number: 1,
+            sync: durable,
+            acked: c.acked,
+            next_seq: c.next_seq,
+            read: 0,
+            write,
+            check_from: 0,
+            consumed: c.consumed,
+            send_cursor: c.send_cursor,
+            session: c.session,
+            batch_crc: ring_crc(&map[DATA..], 0, write),
+        };
+        map[OFF_COMMIT[0]..OFF_COMMIT[0] + RECORD_LEN].copy_from_slice(&record.encode());
         // A process crash cannot lose what is in the page cache; syncing a new file
         // (milliseconds: it ran on the group's thread at every first login) is only
         // for surviving power loss, which only `Durability::Sync` promises.
@@ -257,28 +303,36 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the file by a new one with header `info`, keeping the queue and
-    /// counters (`keep`) or starting empty.
+    /// Replaces the file by a new one with header `info`, keeping the queue, counters
+    /// and session words (`keep`) or starting empty.
     fn rebuild(&mut self, info: HeaderInfo, keep: bool) -> Result<(), OpenError> {
-        let counters = if keep {
+        let (dir, durability) = (Dir::open(&self.dir_path, false)?, self.durability);
+        let new = if keep {
             // Staged frames were given seqs: publish them rather than lose them.
             self.publish_staged();
-            Counters {
+            let counters = Counters {
                 acked: self.acked,
                 consumed: self.consumed,
                 send_cursor: self.send_cursor,
                 next_seq: self.next_seq,
-            }
+                session: self.session,
+            };
+            let source = Source {
+                path: &self.path,
+                data: &self.map[DATA..],
+                from: self.consumer.read_index(),
+                to: self.producer.published_index(),
+                count: self.next_seq - self.acked,
+                max_payload: self.producer.max_payload(),
+            };
+            Store::build(&dir, &info, counters, Some(source), durability, false)?
         } else {
-            Counters::default()
+            Store::build(&dir, &info, Counters::default(), None, durability, false)?
         };
-        let (dir, durability) = (Dir::open(&self.dir_path, false)?, self.durability);
-        let copy = if keep { Some(&mut *self) } else { None };
-        let new = Store::build(&dir, &info, counters, copy, durability, false)?.expect("replacing rename");
         // The old mapping and lock go away only now, after the new file is in place
         // (and locked by `new`); the old file is unlinked, so nothing to sync there.
-        self.dirty = false;
-        *self = new;
+        self.commits.dirty = false;
+        *self = new.expect("replacing rename");
         Ok(())
     }
 

@@ -1,19 +1,23 @@
 //! The open store: the send queue of wire frames, the counters, and the file that
 //! holds them.
 
+use crate::boot::BootId;
+use crate::check::Finding;
 use crate::error::{Inconsistency, OpenError, StoreError};
 use crate::files::{io_err, Dir};
 use crate::layout::{
-    file_len, read_header, HeaderInfo, COUNTER_LIMIT, HEADER_PAGE, OFF_ACKED, OFF_CONSUMED, OFF_NEXT_SEQ,
-    OFF_SEND_CURSOR,
+    file_len, put_u64, read_header, HeaderInfo, COUNTER_LIMIT, HEADER_PAGE, OFF_ACKED, OFF_BOOT, OFF_CONSUMED,
+    OFF_NEXT_SEQ, OFF_SEND_CURSOR, OFF_SESSION, RING_OFF_READ, RING_OFF_WRITE, SESSION_WORDS,
 };
 use crate::lifecycle::Expect;
 use crate::options::Durability;
+use crate::outcome::Recovery;
+use crate::recovery::{self, Image, Live, Refusal, State};
 use memmap2::MmapMut;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tcpshm_proto::frame::{msg_type, HEADER_LEN, RING_PREFIX_LEN};
+use tcpshm_proto::frame::{msg_type, RING_PREFIX_LEN};
 use tcpshm_proto::Name;
 use tcpshm_ring::var::{self, AllocError, Consumer, Msg, Producer};
 
@@ -72,22 +76,59 @@ pub struct Store {
     pub(crate) path: PathBuf,
     pub(crate) info: HeaderInfo,
     pub(crate) durability: Durability,
+    /// `durability` is `Sync`: space freed by an ack is released at the next commit.
+    pub(crate) sync_mode: bool,
     pub(crate) max_payload: usize,
     pub(crate) acked: u64,
     pub(crate) next_seq: u64,
     pub(crate) consumed: u64,
     pub(crate) send_cursor: u64,
+    pub(crate) session: [u64; SESSION_WORDS],
     /// Frames staged by `push_more`, not yet published.
     pub(crate) staged: u64,
     /// The seq/ack prefix of the frame from the last successful `alloc`.
     pub(crate) pending: Option<*mut u8>,
     pub(crate) generation: u64,
+    /// How `open` recovered the file.
+    pub(crate) recovery: Recovery,
+    pub(crate) commits: CommitState,
+}
+
+/// Where the store stands with its commit records (see `sync.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommitState {
     /// Operations since the last sync (group commit counter).
     pub(crate) unsynced: u64,
     /// Anything changed since the last sync.
     pub(crate) dirty: bool,
-    /// Ring write index at the last sync: data below it is on disk.
+    /// The slot holding the record the durable state rests on: the next record goes
+    /// to the other one.
+    pub(crate) keep_slot: usize,
+    /// Number of the next record.
+    pub(crate) next_number: u64,
+    /// Ring write index of the last record this handle made durable (the next batch
+    /// starts there).
     pub(crate) synced_write: u64,
+    /// No record of this handle is known durable yet, and the page cache may hold a
+    /// record whose sync never completed: the next commit first makes the whole file
+    /// durable (then it knows which slot to keep).
+    pub(crate) fresh: bool,
+    /// The file ranges `msync`ed since the power-loss tests last asked
+    /// ([`Store::take_synced_ranges`]); `SYNC_LOG` at most, `overflow` beyond.
+    pub(crate) log: [(usize, usize); SYNC_LOG],
+    pub(crate) log_len: usize,
+}
+
+/// Ranges kept for [`Store::take_synced_ranges`].
+pub(crate) const SYNC_LOG: usize = 4;
+
+/// How a file came to `from_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// An existing file.
+    Existing,
+    /// A file just built under a temporary name; `synced`: it was fsynced whole.
+    Built { synced: bool },
 }
 
 // SAFETY: the raw pointers (`base`, `pending`) address the store's own mapping, which
@@ -97,14 +138,16 @@ pub struct Store {
 unsafe impl Send for Store {}
 
 impl Store {
-    /// Maps a locked file and validates all of it: header, names, capacity, length,
-    /// ring, counters and every queued frame.
+    /// Maps a locked file, validates the header, decides the state to resume from
+    /// (`recovery::plan`: strictly checked, or rolled back to the last completed sync
+    /// after a machine restart), installs it, and attaches the ring.
     pub(crate) fn from_file(
         file: File,
         dir: Dir,
         path: PathBuf,
         expect: &Expect,
         durability: Durability,
+        origin: Origin,
     ) -> Result<Store, OpenError> {
         let len = file.metadata().map_err(|e| io_err(&path, "fstat", e))?.len();
         if len < HEADER_PAGE as u64 {
@@ -134,6 +177,14 @@ impl Store {
         if len != expected {
             return Err(OpenError::LengthMismatch { path, len, expected });
         }
+        // Decide on the bytes as they are; nothing is written before the decision.
+        let now = BootId::current();
+        let plan = match recovery::plan(&Image::new(&map, info.capacity), now, &mut Vec::<Finding>::new()) {
+            Ok(p) => p,
+            Err(Refusal::Ring(source)) => return Err(OpenError::Ring { path, source }),
+            Err(Refusal::Inconsistent(source)) => return Err(OpenError::Inconsistent { path, source }),
+        };
+        install(&mut map, &plan.state, &plan.live, now);
         let base = map.as_mut_ptr();
         let region = var::region_size(info.capacity);
         // SAFETY: `base + HEADER_PAGE .. base + len` is inside the mapping, which the
@@ -141,15 +192,50 @@ impl Store {
         // the only ring ends for the file in any process.
         let (producer, consumer) = unsafe { var::attach_raw(base.add(HEADER_PAGE), region) }
             .map_err(|source| OpenError::Ring { path: path.clone(), source })?;
-        let found = producer.config();
-        if (found.capacity, found.align) != (info.capacity, info.align) {
-            let source = var::AttachError::ConfigMismatch {
-                found: (found.capacity, found.align),
-                expected: (info.capacity, info.align),
-            };
-            return Err(OpenError::Ring { path, source });
-        }
         let max_payload = producer.max_payload() - RING_PREFIX_LEN;
+        let st = plan.state;
+        let newest = recovery::newest(&plan.slots);
+        let next_number = plan.slots.iter().flatten().map(|c| c.number).max().unwrap_or(0) + 1;
+        let commits = match (origin, plan.base) {
+            // A just-built file synced whole: its record (slot 0) is durable.
+            (Origin::Built { synced: true }, _) => CommitState {
+                unsynced: 0,
+                dirty: false,
+                keep_slot: 0,
+                next_number,
+                synced_write: st.write,
+                fresh: false,
+                log: [(0, 0); SYNC_LOG],
+                log_len: 0,
+            },
+            // Rolled back after a restart: the record read back from the disk is durable.
+            (_, Some((slot, c))) => CommitState {
+                unsynced: 0,
+                dirty: false,
+                keep_slot: slot,
+                next_number,
+                synced_write: c.write,
+                fresh: false,
+                log: [(0, 0); SYNC_LOG],
+                log_len: 0,
+            },
+            // The page cache may hold a record whose sync never completed.
+            _ => CommitState {
+                unsynced: 0,
+                dirty: false,
+                keep_slot: newest.map_or(1, |(slot, _)| slot),
+                next_number,
+                synced_write: st.write,
+                fresh: true,
+                log: [(0, 0); SYNC_LOG],
+                log_len: 0,
+            },
+        };
+        let recovery = match origin {
+            Origin::Built { .. } => Recovery::Created,
+            Origin::Existing => plan.recovery,
+        };
+        let sync_mode = matches!(durability, Durability::Sync { .. });
         let mut store = Store {
             producer,
             consumer,
@@ -160,89 +246,41 @@ impl Store {
             path,
             info,
             durability,
+            sync_mode,
             max_payload,
-            acked: 0,
-            next_seq: 0,
-            consumed: 0,
-            send_cursor: 0,
+            acked: st.acked,
+            next_seq: st.next_seq,
+            consumed: st.consumed,
+            send_cursor: st.send_cursor,
+            session: st.session,
             staged: 0,
             pending: None,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
-            unsynced: 0,
-            dirty: false,
-            synced_write: 0,
+            recovery,
+            commits,
         };
-        store.recover().map_err(|source| OpenError::Inconsistent { path: store.path.clone(), source })?;
-        Ok(store)
-    }
-
-    /// Checks the counters against the queued frames and finishes an interrupted ack.
-    fn recover(&mut self) -> Result<(), Inconsistency> {
-        let load = |s: &Store, field: &'static str, off: usize| {
-            let value = s.counter(off).load(Ordering::Acquire);
-            if value >= COUNTER_LIMIT {
-                return Err(Inconsistency::CounterRange { field, value });
-            }
-            Ok(value)
-        };
-        let acked = load(self, "acked", OFF_ACKED)?;
-        let consumed = load(self, "consumed", OFF_CONSUMED)?;
-        let send_cursor = load(self, "send_cursor", OFF_SEND_CURSOR)?;
-        let hint = load(self, "next_seq", OFF_NEXT_SEQ)?;
-
-        // Walk every published frame: valid wire frames with consecutive seqs.
-        let mut index = self.consumer.read_index();
-        let mut oldest = None;
-        let mut end_seq = 0;
-        while let Some(m) = self.consumer.peek(index).map_err(Inconsistency::Ring)? {
-            let (seq, _, _) = check_frame(&m)?;
-            match oldest {
-                None => oldest = Some(seq),
-                Some(_) if seq != end_seq => {
-                    return Err(Inconsistency::SeqBroken { index: m.index(), expected: end_seq, found: seq })
-                }
-                Some(_) => {}
-            }
-            if seq >= COUNTER_LIMIT {
-                return Err(Inconsistency::CounterRange { field: "queued frame seq", value: seq });
-            }
-            end_seq = seq + 1;
-            index = m.end();
-        }
-        let next_seq = match oldest {
-            None => acked,
-            Some(oldest) if acked < oldest => return Err(Inconsistency::Gap { acked, oldest }),
-            Some(_) if acked > end_seq => {
-                return Err(Inconsistency::Ahead { field: "acked", value: acked, next_seq: end_seq })
-            }
-            Some(_) => end_seq,
-        };
-        // The hint is stored after each publish, so it can lag but never lead.
-        if hint > next_seq {
-            return Err(Inconsistency::Ahead { field: "next_seq hint", value: hint, next_seq });
-        }
-        if send_cursor > next_seq {
-            return Err(Inconsistency::Ahead { field: "send_cursor", value: send_cursor, next_seq });
-        }
-        // Everything checked; only now change the file. `acked` is stored before the
-        // acked frames are released: a crash in between leaves them queued. Release
-        // them now (a crash here again leaves the same repairable state).
-        if let Some(oldest) = oldest {
-            for _ in oldest..acked {
-                self.consumer.pop_more().map_err(|e| match e {
+        // Acknowledged frames still queued: consumed now, released at once in
+        // `Process` mode, at the next commit in `Sync` mode.
+        for _ in 0..st.acked_frames {
+            store.consumer.pop_more().map_err(|e| {
+                let source = match e {
                     var::PopError::Corrupt(c) => Inconsistency::Ring(c),
-                    var::PopError::Empty => Inconsistency::Ahead { field: "acked", value: acked, next_seq },
-                })?;
-            }
-            self.consumer.release();
+                    var::PopError::Empty => Inconsistency::RingIndices { read: st.read, write: st.write },
+                };
+                OpenError::Inconsistent { path: store.path.clone(), source }
+            })?;
         }
-        self.counter(OFF_NEXT_SEQ).store(next_seq, Ordering::Release);
-        self.acked = acked;
-        self.next_seq = next_seq;
-        self.consumed = consumed;
-        self.send_cursor = send_cursor;
-        self.synced_write = self.producer.published_index();
-        Ok(())
+        if !sync_mode {
+            // A `Sync` record protects its queue from reuse until a newer record
+            // replaces it on the disk. Of the two slots only the older is known to be
+            // durable (the newer may be a killed process's unfinished sync): if either
+            // holds a `Sync` record, make a `Process` record durable before releasing.
+            if plan.slots.iter().flatten().any(|c| c.sync) {
+                store.commit().map_err(|e| store.sync_failed(e))?;
+            }
+            store.consumer.release();
+        }
+        Ok(store)
     }
 
     // ---- the send queue -------------------------------------------------------
@@ -253,10 +291,18 @@ impl Store {
     /// has not acknowledged enough); [`StoreError::TooLarge`] above
     /// [`max_payload`](Self::max_payload). A second `alloc` replaces the first. The
     /// bytes are not zeroed.
+    ///
+    /// In [`Durability::Sync`], space freed by an ack is reused only once a sync has
+    /// made the ack durable; when the queue would be full without that space, `alloc`
+    /// syncs first (so it can fail with [`StoreError::Sync`]).
     #[inline]
     pub fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, StoreError> {
         if len > self.max_payload {
             return Err(StoreError::TooLarge { len, max: self.max_payload });
+        }
+        // Acknowledged space not yet released (`Sync` mode: until the next commit).
+        if self.consumer.read_index() != self.consumer.released_index() {
+            self.reclaim_for(len)?;
         }
         match self.producer.alloc(len + RING_PREFIX_LEN) {
             Ok(Some(buf)) => {
@@ -337,8 +383,10 @@ impl Store {
     /// (`Ok(0)`); an ack beyond [`next_seq`](Self::next_seq) is refused
     /// ([`StoreError::AckBeyondSent`]) and never applied.
     ///
-    /// Crash-safe: `acked` is stored first, then the frames are released; `open`
-    /// finishes the release if a crash came between.
+    /// Crash-safe: `acked` is stored first (the commit point), then the frames are
+    /// released; `open` finishes the release if a crash came between. In
+    /// [`Durability::Sync`] their space is released only after the next sync made the
+    /// ack durable (a power loss then still finds every frame the last sync promised).
     #[inline]
     pub fn ack(&mut self, upto: u64) -> Result<u64, StoreError> {
         if upto <= self.acked {
@@ -348,17 +396,27 @@ impl Store {
             return Err(StoreError::AckBeyondSent { upto, next_seq: self.next_seq });
         }
         self.counter(OFF_ACKED).store(upto, Ordering::Release);
-        let n = upto - self.acked;
+        let n = self.drop_acked(upto)?;
+        self.note_ops(1)?;
+        Ok(n)
+    }
+
+    /// Consumes the frames below `upto` (`acked` already stored), releases their
+    /// space unless `Sync` mode keeps it until the next commit; returns how many.
+    #[inline]
+    pub(crate) fn drop_acked(&mut self, upto: u64) -> Result<u64, StoreError> {
+        let n = upto.min(self.next_seq) - self.acked;
         for _ in 0..n {
             self.consumer.pop_more().map_err(|e| match e {
                 var::PopError::Corrupt(c) => StoreError::Corrupt(c),
                 var::PopError::Empty => StoreError::Missing { seq: self.acked },
             })?;
         }
-        // Release store: ordered after the `acked` store above.
-        self.consumer.release();
+        if !self.sync_mode {
+            // Release store: ordered after the `acked` store.
+            self.consumer.release();
+        }
         self.acked = upto;
-        self.note_ops(1)?;
         Ok(n)
     }
 
@@ -464,61 +522,8 @@ impl Store {
         }
         self.counter(OFF_SEND_CURSOR).store(seq, Ordering::Release);
         self.send_cursor = seq;
-        self.dirty = true;
+        self.commits.dirty = true;
         Ok(())
-    }
-
-    // ---- durability -------------------------------------------------------------
-
-    #[inline]
-    fn note_ops(&mut self, n: u64) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.unsynced += n;
-        if let Durability::Sync { every } = self.durability {
-            if every != 0 && self.unsynced >= every as u64 {
-                return self.sync_now();
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes every change made so far to the disk and waits for it (msync of the
-    /// dirty part of the mapping), in any durability mode. Nothing to do: no system call.
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        if self.dirty {
-            self.sync_now()?;
-        }
-        Ok(())
-    }
-
-    /// Operations since the last sync.
-    pub fn unsynced(&self) -> u64 {
-        self.unsynced
-    }
-
-    fn sync_now(&mut self) -> Result<(), StoreError> {
-        let cap = self.info.capacity as u64;
-        let (s, w) = (self.synced_write, self.producer.published_index());
-        let data = HEADER_PAGE + var::HEADER_LEN;
-        // The headers (counters, ring indices) always; then data written since the
-        // last sync: up to the write offset, or all of it if the writes wrapped.
-        let hull = if w == s {
-            data
-        } else if w - s >= cap || s % cap >= w % cap {
-            self.map.len()
-        } else {
-            data + (w % cap) as usize
-        };
-        self.map.flush_range(0, hull).map_err(StoreError::Sync)?;
-        self.synced_write = w;
-        self.unsynced = 0;
-        self.dirty = false;
-        Ok(())
-    }
-
-    /// Changes the durability policy (e.g. to sync only at quiet moments).
-    pub fn set_durability(&mut self, d: Durability) {
-        self.durability = d;
     }
 
     // ---- state ------------------------------------------------------------------
@@ -547,10 +552,12 @@ impl Store {
         self.staged
     }
 
-    /// Ring bytes free for new frames now.
+    /// Ring bytes free for new frames: what [`alloc`](Self::alloc) can use, counting
+    /// (in [`Durability::Sync`]) space acknowledged but kept until the next sync,
+    /// which `alloc` reclaims by syncing when it needs it.
     #[inline]
     pub fn free_bytes(&self) -> u64 {
-        self.producer.free_bytes()
+        self.info.capacity as u64 - (self.producer.write_index() - self.consumer.read_index())
     }
 
     /// Ring bytes taken by queued (published) frames, padding and wrap skips included.
@@ -604,8 +611,15 @@ impl Store {
         self.durability
     }
 
+    /// How [`open`](Self::open) recovered the file: resumed as the last process left
+    /// it, or after a machine restart rolled back to the last completed sync (with how
+    /// many unsynced messages were dropped), or unverified (`Process` mode).
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
     #[inline(always)]
-    fn counter(&self, off: usize) -> &AtomicU64 {
+    pub(crate) fn counter(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off.is_multiple_of(8) && off + 8 <= HEADER_PAGE);
         // SAFETY: `off` is an 8-aligned offset inside the header page of the mapping
         // (page-aligned base), which lives as long as `self`; these words are only
@@ -618,8 +632,8 @@ impl Drop for Store {
     /// In [`Durability::Sync`] mode, syncs what is left (best effort: an error cannot
     /// be reported from `drop`; call [`Store::flush`] to see it).
     fn drop(&mut self) {
-        if matches!(self.durability, Durability::Sync { .. }) && self.dirty {
-            let _ = self.sync_now();
+        if self.sync_mode && self.commits.dirty {
+            let _ = self.commit();
         }
     }
 }
@@ -638,19 +652,27 @@ pub(crate) fn frame_seq(m: &Msg<'_>) -> u64 {
     split_frame(m).0
 }
 
-/// Checks a queued frame is a valid user wire frame; returns its seq, ack and type.
-fn check_frame(m: &Msg<'_>) -> Result<(u64, u64, u16), Inconsistency> {
-    let bad = |reason| Inconsistency::BadFrame { index: m.index(), reason };
-    if m.payload().len() < RING_PREFIX_LEN {
-        return Err(bad("shorter than the 24-byte header"));
+/// Writes the recovered state into the live words and the ring indices (only what
+/// differs from the file), then this machine session's boot id: from here on, a
+/// process crash resumes from the live words.
+fn install(map: &mut [u8], st: &State, live: &Live, now: BootId) {
+    let mut words = vec![
+        (HEADER_PAGE + RING_OFF_READ, live.read, st.read),
+        (HEADER_PAGE + RING_OFF_WRITE, live.write, st.write),
+        (OFF_ACKED, live.acked, st.acked),
+        (OFF_CONSUMED, live.consumed, st.consumed),
+        (OFF_SEND_CURSOR, live.send_cursor, st.send_cursor),
+        (OFF_NEXT_SEQ, live.hint, st.next_seq),
+    ];
+    for i in 0..SESSION_WORDS {
+        words.push((OFF_SESSION + 8 * i, live.session[i], st.session[i]));
     }
-    if !msg_type::is_user(m.msg_type()) {
-        return Err(bad("control message type in the send queue"));
+    for (off, found, want) in words {
+        if found != want {
+            put_u64(map, off, want);
+        }
     }
-    let len = HEADER_LEN + m.payload().len() - RING_PREFIX_LEN;
-    if m.bytes()[len..].iter().any(|&b| b != 0) {
-        return Err(bad("non-zero padding"));
+    if live.boot != now {
+        map[OFF_BOOT..OFF_BOOT + 16].copy_from_slice(&now.0);
     }
-    let (seq, ack, _) = split_frame(m);
-    Ok((seq, ack, m.msg_type()))
 }

@@ -1,6 +1,7 @@
 //! The crash test: a writer child process (this binary, re-executed with
 //! `TCPSHM_PERSIST_CRASH_CHILD` set) runs a random mix of push, batch push, abandoned
-//! alloc, ack, consume, send-cursor and epoch-reset operations on a store, recording in
+//! alloc, ack, `ack_beyond`, session-word, consume, send-cursor and epoch-reset
+//! operations on a store, recording in
 //! a shared operation log each operation before it starts and after it completes.
 //! The parent kills it with SIGKILL at hundreds of random moments (after random
 //! sleeps from microseconds to milliseconds, or after k logged operations), reopens the
@@ -25,12 +26,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tcpshm_persist::{Durability, OpenOutcome, Options, Store};
+use tcpshm_persist::{Durability, OpenOutcome, Options, SessionWord, Store};
 
 const CHILD_ENV: &str = "TCPSHM_PERSIST_CRASH_CHILD";
 const CAP: usize = 1 << 16;
 
 fn main() {
+    if cfg!(miri) {
+        eprintln!("crash test: not run under miri (it spawns and kills processes, maps and locks real files)");
+        return;
+    }
     match std::env::var(CHILD_ENV) {
         Ok(dir) => child(Path::new(&dir)),
         Err(_) => parent(),
@@ -63,23 +68,39 @@ fn epoch_of(s: &Store) -> u64 {
 /// >95% of its time in `write`, where a kill waits for the syscall boundary).
 ///
 /// Layout (u64 words): header `[status, epoch, acked, next_seq, consumed, send_cursor,
-/// 0, 0]` (status 1 once written), then 32-byte records `[kind << 8 | status, a, b, 0]`
-/// with status 1 = began, 2 = completed, 0 = never written.
+/// full, session]` (status 1 once written; full 1 once the child filled the log and
+/// stopped), then 32-byte records `[kind << 8 | status, a, b, 0]` with status 1 =
+/// began, 2 = completed, 0 = never written.
+///
+/// A child that fills the log stops before its next operation and waits for the kill
+/// (a starved parent can sleep far longer than it asked): the kill then lands between
+/// operations, which is checked like any other, and counted.
 struct Log {
     map: memmap2::MmapMut,
     next: usize,
+    /// Records this round's log holds (`RECORDS`, or a few to test a full log).
+    records: usize,
 }
 
-const LOG_BYTES: usize = 8 << 20;
+/// 64 MiB, sparse: 2 M operations per round (a round's child typically does 10^4).
+const LOG_BYTES: usize = 64 << 20;
+/// Records that fit after the 8-word header.
+const RECORDS: usize = (LOG_BYTES / 8 - 8) / 4;
+/// Every this many rounds, the log holds only `SMALL_LOG` records and the parent
+/// kills the child once it filled them: the full-log path is exercised every run.
+const SMALL_LOG_EVERY: usize = 25;
+const SMALL_LOG: usize = 50;
+const FULL_WORD: usize = 6;
+const SESSION_WORD: usize = 7;
 const BEGAN: u64 = 1;
 const DONE: u64 = 2;
 
 impl Log {
-    fn create(path: &Path) -> Log {
+    fn create(path: &Path, records: usize) -> Log {
         let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
         f.set_len(LOG_BYTES as u64).unwrap();
         // SAFETY: a private test file, alive as long as the mapping.
-        Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0 }
+        Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0, records }
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
@@ -88,27 +109,33 @@ impl Log {
         unsafe { &*(self.map.as_ptr().add(8 * i) as *const AtomicU64) }
     }
 
-    fn header(&self, v: [u64; 5]) {
+    fn header(&self, v: [u64; 5], session: u64) {
         for (i, x) in v.iter().enumerate() {
             self.word(1 + i).store(*x, Ordering::Relaxed);
         }
+        self.word(SESSION_WORD).store(session, Ordering::Relaxed);
         self.word(0).store(1, Ordering::Release);
     }
 
-    fn read_header(&self) -> Option<[u64; 5]> {
-        (self.word(0).load(Ordering::Acquire) == 1)
-            .then(|| std::array::from_fn(|i| self.word(1 + i).load(Ordering::Relaxed)))
+    fn read_header(&self) -> Option<([u64; 5], u64)> {
+        (self.word(0).load(Ordering::Acquire) == 1).then(|| {
+            (
+                std::array::from_fn(|i| self.word(1 + i).load(Ordering::Relaxed)),
+                self.word(SESSION_WORD).load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Records that an operation begins; nothing of it happens before this is visible.
     fn begin(&mut self, kind: u8, a: u64, b: u64) -> usize {
-        let r = 8 + 4 * self.next;
-        if r + 4 > LOG_BYTES / 8 {
-            // Full: stop and wait for the kill.
+        if self.next == self.records {
+            // Full: stop before the operation and wait for the kill.
+            self.word(FULL_WORD).store(1, Ordering::Release);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        let r = 8 + 4 * self.next;
         self.next += 1;
         self.word(r + 1).store(a, Ordering::Relaxed);
         self.word(r + 2).store(b, Ordering::Relaxed);
@@ -125,8 +152,16 @@ impl Log {
         w.store(w.load(Ordering::Relaxed) & !0xFF | DONE, Ordering::Release);
     }
 
-    /// Record `i`: (kind, a, b, status); status 0 = none.
+    /// Whether the child filled the log and stopped.
+    fn full(&self) -> bool {
+        self.word(FULL_WORD).load(Ordering::Acquire) == 1
+    }
+
+    /// Record `i`: (kind, a, b, status); status 0 = none (also past the end).
     fn record(&self, i: usize) -> (u8, u64, u64, u64) {
+        if i >= self.records {
+            return (0, 0, 0, 0);
+        }
         let r = 8 + 4 * i;
         let w = self.word(r).load(Ordering::Acquire);
         ((w >> 8) as u8, self.word(r + 1).load(Ordering::Relaxed), self.word(r + 2).load(Ordering::Relaxed), w & 0xFF)
@@ -139,13 +174,17 @@ fn child(dir: &Path) -> ! {
     let seed: u64 = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_SEED").unwrap().parse().unwrap();
     let sync = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_SYNC").is_ok();
     let log_path = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_LOG").unwrap();
+    let records: usize = std::env::var("TCPSHM_PERSIST_CRASH_CHILD_RECORDS").unwrap().parse().unwrap();
     let f = std::fs::OpenOptions::new().read(true).write(true).open(log_path).unwrap();
     // SAFETY: the parent made the file LOG_BYTES long and does not touch it until we die.
-    let mut log = Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0 };
+    let mut log = Log { map: unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap(), next: 0, records };
     let (mut s, outcome) = Store::open(dir, name("writer"), name("reader"), &opts(sync), None, 0).expect("child open");
     assert_eq!(outcome, OpenOutcome::Opened);
     let mut e = epoch_of(&s);
-    log.header([e, s.first_unacked(), s.next_seq(), s.consumed(), s.send_cursor()]);
+    log.header(
+        [e, s.first_unacked(), s.next_seq(), s.consumed(), s.send_cursor()],
+        s.session_word(SessionWord::Spare0),
+    );
     let mut rng = Rng::new(seed);
     let mut next = || rng.next();
     loop {
@@ -190,6 +229,17 @@ fn child(dir: &Path) -> ! {
             if let Some(buf) = s.alloc((next() % 500) as usize).unwrap() {
                 buf.fill(0xEE);
             }
+        } else if r < 565 {
+            // The peer consumed seqs carried by another medium.
+            let upto = s.next_seq() + 1 + next() % 5;
+            let rec = log.begin(b'B', upto, 0);
+            s.ack_beyond(upto).unwrap();
+            log.done(rec);
+        } else if r < 580 {
+            let v = next() >> 1;
+            let rec = log.begin(b'W', v, 0);
+            s.set_session_word(SessionWord::Spare0, v);
+            log.done(rec);
         } else if r < 800 {
             let upto = s.first_unacked() + next() % (depth + 1);
             let rec = log.begin(b'A', upto, 0);
@@ -223,6 +273,7 @@ struct State {
     next_seq: u64,
     consumed: u64,
     send_cursor: u64,
+    session: u64,
 }
 
 impl State {
@@ -237,9 +288,14 @@ impl State {
                 self.next_seq += b;
             }
             b'A' => self.acked = self.acked.max(a),
+            b'B' => {
+                assert!(a > self.next_seq, "ack_beyond beyond the queue");
+                (self.acked, self.next_seq) = (a, a);
+            }
+            b'W' => self.session = a,
             b'C' => self.consumed = a,
             b'S' => self.send_cursor = a,
-            b'R' => self = State { epoch: a, acked: 0, next_seq: 0, consumed: 0, send_cursor: 0 },
+            b'R' => self = State { epoch: a, acked: 0, next_seq: 0, consumed: 0, send_cursor: 0, session: 0 },
             k => panic!("unknown op {k}"),
         }
         self
@@ -257,6 +313,7 @@ fn observe(dir: &Path) -> State {
         next_seq: s.next_seq(),
         consumed: s.consumed(),
         send_cursor: s.send_cursor(),
+        session: s.session_word(SessionWord::Spare0),
     };
     let mut c = s.cursor_at(st.acked).unwrap();
     let mut seq = st.acked;
@@ -280,6 +337,8 @@ struct Stats {
     in_flight: std::collections::BTreeMap<char, (usize, usize)>,
     between_ops: usize,
     before_first_op: usize,
+    /// Rounds whose child filled its log and stopped before the kill.
+    log_full: usize,
 }
 
 fn parent() {
@@ -300,11 +359,13 @@ fn parent() {
     let started = Instant::now();
     for round in 0..kills {
         let sync = round % 8 == 7;
-        let log = Log::create(&log_path);
+        let small = round % SMALL_LOG_EVERY == SMALL_LOG_EVERY - 1;
+        let log = Log::create(&log_path, if small { SMALL_LOG } else { RECORDS });
         let mut cmd = Command::new(&exe);
         cmd.env(CHILD_ENV, dir.path())
             .env("TCPSHM_PERSIST_CRASH_CHILD_SEED", rnd(u64::MAX).to_string())
             .env("TCPSHM_PERSIST_CRASH_CHILD_LOG", &log_path)
+            .env("TCPSHM_PERSIST_CRASH_CHILD_RECORDS", log.records.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -315,6 +376,15 @@ fn parent() {
         // When to kill: after the child logged k operations, or after a random sleep
         // (short ones land in its start-up and open, long ones deep in its operations).
         match rnd(10) {
+            // A small log: kill once the child filled it (it then waits for the kill).
+            _ if small => {
+                while !log.full() {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
             0..=4 => {
                 let k = rnd(20_000) as usize;
                 let deadline = Instant::now() + Duration::from_millis(200);
@@ -338,8 +408,8 @@ fn parent() {
         stats.kills += 1;
 
         // Replay the child's log on the model.
-        if let Some(h) = log.read_header() {
-            let seen = State { epoch: h[0], acked: h[1], next_seq: h[2], consumed: h[3], send_cursor: h[4] };
+        if let Some((h, session)) = log.read_header() {
+            let seen = State { epoch: h[0], acked: h[1], next_seq: h[2], consumed: h[3], send_cursor: h[4], session };
             assert_eq!(seen, state, "round {round}: the child opened another state than the parent saw");
         }
         let mut done = state;
@@ -361,6 +431,13 @@ fn parent() {
                 s => panic!("round {round}: bad log status {s}"),
             }
             n += 1;
+        }
+        if log.full() {
+            assert_eq!((n, in_flight), (log.records, None), "round {round}: a full log ends between operations");
+            stats.log_full += 1;
+        }
+        if small {
+            assert!(log.full(), "round {round}: the child did not fill its small log");
         }
         let files = dir.files();
         if files.len() > 1 {
@@ -395,16 +472,18 @@ fn parent() {
     }
     eprintln!(
         "crash test: {} kills in {:.1} s (seed {seed:#x}), {} completed operations replayed; killed between \
-         operations: {}, before the first: {}; killed inside an operation (kind: showed old state, new state): {:?}; \
-         final state {:?}",
+         operations: {} (of which {} after the child filled its log), before the first: {}; killed inside an \
+         operation (kind: showed old state, new state): {:?}; final state {:?}",
         stats.kills,
         started.elapsed().as_secs_f64(),
         stats.ops,
         stats.between_ops,
+        stats.log_full,
         stats.before_first_op,
         stats.in_flight,
         state,
     );
     assert_eq!(stats.kills, kills);
+    assert!(stats.log_full >= kills / SMALL_LOG_EVERY, "{stats:?}");
     let _ = std::io::stderr().flush();
 }

@@ -7,7 +7,7 @@ mod common;
 use common::{name, TempDir};
 use proptest::prelude::*;
 use std::collections::VecDeque;
-use tcpshm_persist::{OpenError, OpenOutcome, Options, Store, StoreError};
+use tcpshm_persist::{Durability, OpenError, OpenOutcome, Options, SessionWord, Store, StoreError};
 
 const CAPS: [usize; 2] = [2048, 8192];
 
@@ -48,6 +48,18 @@ enum Op {
     /// Migrate to the other capacity.
     Migrate,
     Reset,
+    /// ack_beyond(next_seq + extra).
+    AckBeyond {
+        extra: u64,
+    },
+    Session {
+        word: usize,
+        value: u64,
+    },
+    /// `Sync { every }` (`every` 0..4) or `Process` (`None`).
+    Durability {
+        every: Option<u32>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,6 +78,9 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::Reopen),
         2 => Just(Op::Migrate),
         1 => Just(Op::Reset),
+        2 => (1u64..10).prop_map(|extra| Op::AckBeyond { extra }),
+        2 => (0usize..4, any::<u64>()).prop_map(|(word, value)| Op::Session { word, value }),
+        2 => proptest::option::of(0u32..4).prop_map(|every| Op::Durability { every }),
     ]
 }
 
@@ -86,6 +101,7 @@ struct Model {
     queue: VecDeque<Msg>,
     staged: Vec<Msg>,
     epoch: u32,
+    session: [u64; 4],
 }
 
 fn frame_size(len: usize) -> usize {
@@ -107,11 +123,12 @@ struct World {
     cap_index: usize,
     store: Option<Store>,
     m: Model,
+    durability: Durability,
 }
 
 impl World {
     fn opts(&self) -> Options {
-        Options::new(CAPS[self.cap_index])
+        Options::new(CAPS[self.cap_index]).durability(self.durability)
     }
 
     fn s(&mut self) -> &mut Store {
@@ -241,7 +258,12 @@ impl World {
                 let new_cap = CAPS[other];
                 let fits =
                     self.m.queued_bytes() <= new_cap && self.m.queue.iter().all(|m| m.bytes.len() <= new_cap / 2 - 24);
-                match Store::migrate(self.dir.path(), name("l"), name("r"), &Options::new(new_cap)) {
+                match Store::migrate(
+                    self.dir.path(),
+                    name("l"),
+                    name("r"),
+                    &Options::new(new_cap).durability(self.durability),
+                ) {
                     Ok((s, mig)) => {
                         assert!(fits);
                         assert_eq!(mig.moved, self.m.queue.len() as u64);
@@ -262,6 +284,28 @@ impl World {
                 assert_eq!(r.dropped, self.m.queue.len() as u64 + self.m.staged.len() as u64);
                 self.m = Model { epoch: self.m.epoch, ..Model::default() };
             }
+            Op::AckBeyond { extra } => {
+                let upto = self.m.next_seq + extra;
+                match self.s().ack_beyond(upto) {
+                    Ok(n) => {
+                        assert!(self.m.staged.is_empty());
+                        assert_eq!(n, self.m.queue.len() as u64);
+                        self.m.queue.clear();
+                        (self.m.acked, self.m.next_seq) = (upto, upto);
+                    }
+                    Err(StoreError::Staged { staged }) => assert_eq!(staged, self.m.staged.len() as u64),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            Op::Session { word, value } => {
+                self.s().set_session_word(SessionWord::ALL[word], value);
+                self.m.session[word] = value;
+            }
+            Op::Durability { every } => {
+                self.durability = every.map_or(Durability::Process, |every| Durability::Sync { every });
+                let d = self.durability;
+                self.s().set_durability(d).unwrap();
+            }
         }
         self.check();
     }
@@ -280,6 +324,7 @@ impl World {
             (m.acked, m.next_seq, m.consumed, m.send_cursor, m.staged.len() as u64)
         );
         assert_eq!(s.queue_depth(), m.queue.len() as u64);
+        assert_eq!(SessionWord::ALL.map(|w| s.session_word(w)), m.session);
         let used: usize = m.queue.iter().map(|f| frame_size(f.bytes.len())).sum();
         // Queued bytes are the frames plus at most one wrap skip.
         assert!(s.queued_bytes() as usize >= used && (s.queued_bytes() as usize) < used + CAPS[self.cap_index] / 2 + 8);
@@ -299,10 +344,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
+
+    #[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
     fn store_matches_model(ops in proptest::collection::vec(op(), 1..150)) {
-        let dir = TempDir::new("model");
+        let dir = TempDir::in_memory("model");
         let (store, _) = Store::open(dir.path(), name("l"), name("r"), &Options::new(CAPS[0]), None, 0).unwrap();
-        let mut w = World { dir, cap_index: 0, store: Some(store), m: Model::default() };
+        let mut w = World { dir, cap_index: 0, store: Some(store), m: Model::default(), durability: Durability::Process };
         for op in &ops {
             w.apply(op);
         }

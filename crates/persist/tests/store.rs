@@ -6,8 +6,8 @@ use common::{name, TempDir};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tcpshm_persist::{
-    file_len, Durability, EpochChange, HeaderError, Inconsistency, OpenError, OpenOutcome, Options, Store, StoreError,
-    HEADER_PAGE,
+    file_len, Durability, EpochChange, HeaderError, Inconsistency, OpenError, OpenOutcome, Options, Recovery, Store,
+    StoreError, HEADER_PAGE,
 };
 use tcpshm_proto::frame::{Header, HEADER_LEN};
 use tcpshm_proto::Name;
@@ -63,6 +63,7 @@ fn read_u64(path: &Path, off: u64) -> u64 {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn create_then_reopen_keeps_everything() {
     let d = TempDir::new("reopen");
     let (mut s, o) = open(d.path()).unwrap();
@@ -90,6 +91,7 @@ fn create_then_reopen_keeps_everything() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn file_is_mode_0600_and_directory_is_created_0700() {
     let d = TempDir::new("mode");
     let sub = d.path().join("nested/stores");
@@ -100,6 +102,7 @@ fn file_is_mode_0600_and_directory_is_created_0700() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn symlink_or_directory_at_the_store_path_is_refused() {
     let d = TempDir::new("symlink");
     let target = d.path().join("elsewhere");
@@ -113,6 +116,7 @@ fn symlink_or_directory_at_the_store_path_is_refused() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn names_cannot_escape_the_directory() {
     // Every way out is refused before a name exists; valid names give one file name.
     for bad in ["../x", "a/b", ".hidden", "a@b", "", "a\0b"] {
@@ -125,6 +129,7 @@ fn names_cannot_escape_the_directory() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn second_open_is_locked_out_until_the_first_is_dropped() {
     let d = TempDir::new("lock");
     let (s, _) = open(d.path()).unwrap();
@@ -138,6 +143,7 @@ fn second_open_is_locked_out_until_the_first_is_dropped() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn a_builder_holding_the_temporary_file_locks_creation_out() {
     let d = TempDir::new("templock");
     let tmp = d.path().join(".alice@bob.tcpshm.tmp");
@@ -153,6 +159,7 @@ fn a_builder_holding_the_temporary_file_locks_creation_out() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn alloc_push_errors() {
     let d = TempDir::new("errors");
     let (mut s, _) = open(d.path()).unwrap();
@@ -171,6 +178,7 @@ fn alloc_push_errors() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn full_queue_backpressure_then_ack_frees_room() {
     let d = TempDir::new("full");
     let (mut s, _) = open(d.path()).unwrap();
@@ -191,6 +199,7 @@ fn full_queue_backpressure_then_ack_frees_room() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn ack_rules() {
     let d = TempDir::new("ack");
     let (mut s, _) = open(d.path()).unwrap();
@@ -209,6 +218,7 @@ fn ack_rules() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn consumed_and_send_cursor() {
     let d = TempDir::new("consumed");
     let (mut s, _) = open(d.path()).unwrap();
@@ -229,6 +239,7 @@ fn consumed_and_send_cursor() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn batches_are_published_at_once_and_lost_whole_if_unpublished() {
     let d = TempDir::new("batch");
     let (mut s, _) = open(d.path()).unwrap();
@@ -253,6 +264,7 @@ fn batches_are_published_at_once_and_lost_whole_if_unpublished() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn send_runs_are_wire_frames_and_cursors_are_checked() {
     let d = TempDir::new("runs");
     let (mut s, _) = open(d.path()).unwrap();
@@ -302,6 +314,7 @@ fn send_runs_are_wire_frames_and_cursors_are_checked() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn runs_stop_at_the_ring_wrap_and_continue_after_it() {
     let d = TempDir::new("wrap");
     let (mut s, _) = open(d.path()).unwrap();
@@ -332,6 +345,7 @@ fn runs_stop_at_the_ring_wrap_and_continue_after_it() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn interrupted_ack_is_finished_on_open() {
     let d = TempDir::new("interrupted");
     let (mut s, _) = open(d.path()).unwrap();
@@ -376,6 +390,7 @@ fn open_err(d: &TempDir) -> OpenError {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn foreign_truncated_and_resized_files_are_refused() {
     let d = TempDir::new("foreign");
     std::fs::write(store_path(d.path()), vec![b'#'; 10_000]).unwrap();
@@ -400,13 +415,14 @@ fn foreign_truncated_and_resized_files_are_refused() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn every_header_field_is_checked() {
     let d = TempDir::new("header");
     let p = sample(&d);
     let good = std::fs::read(&p).unwrap();
     // Version.
-    patch(&p, 8, &2u32.to_le_bytes());
-    assert!(matches!(open_err(&d), OpenError::Header { source: HeaderError::Version { found: 2, expected: 1 }, .. }));
+    patch(&p, 8, &3u32.to_le_bytes());
+    assert!(matches!(open_err(&d), OpenError::Header { source: HeaderError::Version { found: 3, expected: 2 }, .. }));
     // Any other byte of the immutable header: the checksum.
     for off in (12..244).step_by(3) {
         std::fs::write(&p, &good).unwrap();
@@ -422,6 +438,7 @@ fn every_header_field_is_checked() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn other_names_and_other_capacity_are_refused() {
     let d = TempDir::new("names");
     let p = sample(&d);
@@ -443,6 +460,7 @@ fn other_names_and_other_capacity_are_refused() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn ring_header_damage_is_refused() {
     let d = TempDir::new("ring");
     let p = sample(&d);
@@ -457,7 +475,7 @@ fn ring_header_damage_is_refused() {
     let p = sample(&d);
     // Write index (ring offset 128) beyond a full ring.
     patch(&p, HEADER_PAGE as u64 + 128, &(CAP as u64 * 3).to_le_bytes());
-    assert!(matches!(open_err(&d), OpenError::Ring { .. }));
+    assert_eq!(inconsistency(&d), Inconsistency::RingIndices { read: 64, write: CAP as u64 * 3 });
 }
 
 fn inconsistency(d: &TempDir) -> Inconsistency {
@@ -468,14 +486,15 @@ fn inconsistency(d: &TempDir) -> Inconsistency {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn inconsistent_counters_are_refused() {
-    let cases: [(u64, u64, Inconsistency); 6] = [
+    let cases: [(u64, u64, Inconsistency); 5] = [
         (OFF_ACKED, 1 << 63, Inconsistency::CounterRange { field: "acked", value: 1 << 63 }),
         (OFF_CONSUMED, u64::MAX, Inconsistency::CounterRange { field: "consumed", value: u64::MAX }),
         (OFF_ACKED, 1, Inconsistency::Gap { acked: 1, oldest: 2 }),
+        // Beyond the queue without the hint raised first (as `ack_beyond` does).
         (OFF_ACKED, 6, Inconsistency::Ahead { field: "acked", value: 6, next_seq: 5 }),
         (OFF_SEND_CURSOR, 6, Inconsistency::Ahead { field: "send_cursor", value: 6, next_seq: 5 }),
-        (OFF_NEXT_SEQ, 6, Inconsistency::Ahead { field: "next_seq hint", value: 6, next_seq: 5 }),
     ];
     for (off, value, expected) in cases {
         let d = TempDir::new("counters");
@@ -483,23 +502,45 @@ fn inconsistent_counters_are_refused() {
         patch(&p, off, &value.to_le_bytes());
         assert_eq!(inconsistency(&d), expected);
     }
-    // An interrupted ack to repair, but the hint is impossible: refused, not repaired.
-    let d = TempDir::new("counters-norepair");
-    let p = sample(&d);
-    patch(&p, OFF_ACKED, &4u64.to_le_bytes());
-    patch(&p, OFF_NEXT_SEQ, &9u64.to_le_bytes());
-    assert_eq!(inconsistency(&d), Inconsistency::Ahead { field: "next_seq hint", value: 9, next_seq: 5 });
-    // With an empty queue, next_seq is acked: a hint ahead of it is caught too.
+    // With an empty queue, next_seq is acked: acked beyond the hint is caught too.
     let d = TempDir::new("counters-empty");
     let (mut s, _) = open(d.path()).unwrap();
     push(&mut s, b"a", 1);
     s.ack(1).unwrap();
     drop(s);
-    patch(&store_path(d.path()), OFF_NEXT_SEQ, &2u64.to_le_bytes());
-    assert_eq!(inconsistency(&d), Inconsistency::Ahead { field: "next_seq hint", value: 2, next_seq: 1 });
+    patch(&store_path(d.path()), OFF_ACKED, &2u64.to_le_bytes());
+    assert_eq!(inconsistency(&d), Inconsistency::Ahead { field: "acked", value: 2, next_seq: 1 });
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
+fn the_next_seq_hint_is_repaired_not_trusted() {
+    // The hint leads only inside an `ack_beyond` cut before its commit point, or in a
+    // damaged word: either way the queue decides, and the hint is rewritten.
+    let d = TempDir::new("hint");
+    let p = sample(&d);
+    patch(&p, OFF_NEXT_SEQ, &9u64.to_le_bytes());
+    let (mut s, _) = open(d.path()).unwrap();
+    assert_eq!((s.first_unacked(), s.next_seq()), (2, 5));
+    assert_eq!(queued(&mut s).iter().map(|m| m.0).collect::<Vec<_>>(), [2, 3, 4]);
+    drop(s);
+    assert_eq!(read_u64(&p, OFF_NEXT_SEQ), 5);
+    // An interrupted ack to finish and a hint ahead: both repaired.
+    patch(&p, OFF_ACKED, &4u64.to_le_bytes());
+    patch(&p, OFF_NEXT_SEQ, &9u64.to_le_bytes());
+    let (s, _) = open(d.path()).unwrap();
+    assert_eq!((s.first_unacked(), s.next_seq(), s.recovery()), (4, 5, Recovery::Resumed { acked_frames: 2 }));
+    // `acked` beyond the queue with the hint raised first: an `ack_beyond` that reached
+    // its commit point before a crash. It is finished.
+    drop(s);
+    patch(&p, OFF_NEXT_SEQ, &9u64.to_le_bytes());
+    patch(&p, OFF_ACKED, &9u64.to_le_bytes());
+    let (s, _) = open(d.path()).unwrap();
+    assert_eq!((s.first_unacked(), s.next_seq(), s.queue_depth()), (9, 9, 0));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn damaged_frames_are_refused() {
     let frame = |k: u64| DATA + 32 * k;
     // Seq of frame 3 changed: the sequence breaks.
@@ -537,6 +578,7 @@ fn damaged_frames_are_refused() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn epoch_adopted_kept_or_reset() {
     let d = TempDir::new("epoch");
     let (a, b) = ab();
@@ -578,6 +620,7 @@ fn epoch_adopted_kept_or_reset() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn reset_and_adopt_on_an_open_store() {
     let d = TempDir::new("reset-open");
     let (mut s, _) = open(d.path()).unwrap();
@@ -605,6 +648,7 @@ fn reset_and_adopt_on_an_open_store() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn migrate_moves_queue_and_counters() {
     let d = TempDir::new("migrate");
     let (a, b) = ab();
@@ -649,6 +693,7 @@ fn migrate_moves_queue_and_counters() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn list_and_remove() {
     let d = TempDir::new("list");
     let o = Options::new(CAP);
@@ -668,6 +713,7 @@ fn list_and_remove() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn group_commit_counts_operations() {
     let d = TempDir::new("sync");
     let (a, b) = ab();
@@ -690,7 +736,7 @@ fn group_commit_counts_operations() {
     s.flush().unwrap();
     assert_eq!(s.unsynced(), 0);
     // every: 0 syncs only on flush.
-    s.set_durability(Durability::Sync { every: 0 });
+    s.set_durability(Durability::Sync { every: 0 }).unwrap();
     for _ in 0..10 {
         push(&mut s, b"x", 1);
     }
@@ -698,7 +744,7 @@ fn group_commit_counts_operations() {
     s.flush().unwrap();
     assert_eq!(s.unsynced(), 0);
     // Process mode counts too (flush is available in every mode).
-    s.set_durability(Durability::Process);
+    s.set_durability(Durability::Process).unwrap();
     push(&mut s, b"y", 1);
     assert_eq!(s.unsynced(), 1);
     s.flush().unwrap();
@@ -709,6 +755,7 @@ fn group_commit_counts_operations() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn the_store_moves_between_threads() {
     let d = TempDir::new("send");
     let (mut s, _) = open(d.path()).unwrap();

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use tcpshm_persist::{Options, Store};
 
 #[test]
+#[cfg_attr(miri, ignore = "real files: miri supports neither mmap nor flock")]
 fn mode_is_0600_under_a_hostile_umask() {
     let d = TempDir::new("umask");
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o277));
