@@ -360,8 +360,14 @@ pub fn socket_sink(args: &[String]) {
             start = 0;
         }
         match s.read(&mut buf[end..]) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
             Ok(n) => end += n,
+            // A stop and continue (the bench pauses its sinks) may interrupt a read.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("socket sink: read failed: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }
