@@ -44,9 +44,14 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
 /// The id of the `raw_syscalls:sys_enter` tracepoint, from tracefs.
 fn tracepoint_id() -> Result<u64, String> {
+    event_id("raw_syscalls/sys_enter")
+}
+
+/// The id of tracepoint `event` (e.g. `syscalls/sys_enter_epoll_wait`), from tracefs.
+fn event_id(event: &str) -> Result<u64, String> {
     let mut last = String::new();
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        let p = format!("{dir}/events/raw_syscalls/sys_enter/id");
+        let p = format!("{dir}/events/{event}/id");
         match std::fs::read_to_string(&p) {
             Ok(s) => return s.trim().parse().map_err(|e| format!("{p}: {e}")),
             Err(e) => last = format!("{p}: {e}"),
@@ -61,39 +66,47 @@ pub struct SyscallCounter {
     fd: OwnedFd,
 }
 
+/// `read_format` bit: one read of a group leader returns every member's count.
+const PERF_FORMAT_GROUP: u64 = 1 << 3;
+
+/// A counting event for tracepoint `id` on thread `tid`, in the group of `leader`
+/// (`None`: a new group).
+fn open_tracepoint(id: u64, tid: i32, leader: Option<&OwnedFd>, read_format: u64) -> Result<OwnedFd, String> {
+    use std::os::fd::AsRawFd;
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_TRACEPOINT,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: id,
+        read_format,
+        ..PerfEventAttr::default()
+    };
+    let group = leader.map_or(-1, |l| l.as_raw_fd());
+    // SAFETY: `attr` is a valid, fully initialised perf_event_attr of the size it
+    // declares (VER0, 64 bytes), alive for the call; the other arguments are plain
+    // integers (a group leader's descriptor, or -1). The kernel only reads `attr`.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            tid as libc::c_long,
+            -1 as libc::c_long,
+            group as libc::c_long,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("perf_event_open of a syscall tracepoint refused: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a non-negative return of perf_event_open is a new descriptor that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 impl SyscallCounter {
     /// Starts counting the calls of thread `tid` (a process id for a single-threaded
     /// process, or the caller's `gettid`).
     pub fn attach(tid: i32) -> Result<SyscallCounter, String> {
-        let id = tracepoint_id()?;
-        let attr = PerfEventAttr {
-            kind: PERF_TYPE_TRACEPOINT,
-            size: std::mem::size_of::<PerfEventAttr>() as u32,
-            config: id,
-            ..PerfEventAttr::default()
-        };
-        // SAFETY: `attr` is a valid, fully initialised perf_event_attr of the size it
-        // declares (VER0, 64 bytes), alive for the call; the other arguments are plain
-        // integers. The kernel only reads `attr`.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                &attr as *const PerfEventAttr,
-                tid as libc::c_long,
-                -1 as libc::c_long,
-                -1 as libc::c_long,
-                PERF_FLAG_FD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(format!(
-                "perf_event_open of raw_syscalls:sys_enter refused: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: a non-negative return of perf_event_open is a new descriptor that
-        // nothing else owns.
-        Ok(SyscallCounter { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) } })
+        Ok(SyscallCounter { fd: open_tracepoint(tracepoint_id()?, tid, None, 0)? })
     }
 
     /// Calls counted so far (reading it is itself a `read` of the caller's thread,
@@ -110,6 +123,81 @@ impl SyscallCounter {
     /// read's own call.
     pub fn read_self(&self) -> u64 {
         self.read().saturating_sub(1)
+    }
+}
+
+/// The system calls the tail attribution names: what the library's poll may call
+/// (readiness checks, control-stream reads and writes, the peer-liveness lock check,
+/// a futex). The bench's own calls (`read` of these counters, `getrusage`) are not
+/// among them.
+pub const NAMED_CALLS: [&str; 8] =
+    ["epoll_wait", "epoll_pwait", "recvfrom", "sendto", "write", "writev", "fcntl", "futex"];
+
+/// Counts of the calls of [`NAMED_CALLS`] made by the calling thread, read all at once
+/// (one `read`): which of them ran since the last look.
+#[derive(Debug)]
+pub struct NamedCalls {
+    leader: OwnedFd,
+    _members: Vec<OwnedFd>,
+    /// For each counter in group order, its bit in [`NAMED_CALLS`].
+    bits: Vec<u32>,
+    last: Vec<u64>,
+}
+
+impl NamedCalls {
+    /// Counters on the calling thread (names tracefs does not have are left out).
+    pub fn this_thread() -> Result<NamedCalls, String> {
+        let tid = this_thread();
+        let mut leader: Option<OwnedFd> = None;
+        let mut members = Vec::new();
+        let mut bits = Vec::new();
+        for (bit, name) in NAMED_CALLS.iter().enumerate() {
+            let Ok(id) = event_id(&format!("syscalls/sys_enter_{name}")) else { continue };
+            let fd = open_tracepoint(id, tid, leader.as_ref(), PERF_FORMAT_GROUP)?;
+            match leader {
+                None => leader = Some(fd),
+                Some(_) => members.push(fd),
+            }
+            bits.push(bit as u32);
+        }
+        let leader = leader.ok_or("tracefs has none of the syscall tracepoints")?;
+        let n = bits.len();
+        let mut c = NamedCalls { leader, _members: members, bits, last: vec![0; n] };
+        c.moved();
+        Ok(c)
+    }
+
+    /// A bit per name of [`NAMED_CALLS`] whose count moved since the last call.
+    pub fn moved(&mut self) -> u64 {
+        let mut buf = [0u64; 1 + NAMED_CALLS.len()];
+        // SAFETY: `u64`s have no invalid bit patterns; the byte view covers exactly
+        // `buf`, which outlives it.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(&buf)) };
+        let Ok(n) = rustix::io::read(&self.leader, bytes) else { return 0 };
+        let count = (buf[0] as usize).min(self.bits.len());
+        if n < 8 * (1 + count) {
+            return 0;
+        }
+        let mut mask = 0;
+        for i in 0..count {
+            if buf[1 + i] != self.last[i] {
+                mask |= 1 << self.bits[i];
+                self.last[i] = buf[1 + i];
+            }
+        }
+        mask
+    }
+}
+
+/// `epoll_wait, recvfrom` for a mask of [`NamedCalls::moved`] (`none` if empty).
+pub fn mask_names(mask: u64) -> String {
+    let names: Vec<&str> =
+        NAMED_CALLS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
+    if names.is_empty() {
+        "no system call".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -301,6 +389,19 @@ mod tests {
         assert_eq!(m["fcntl"], 1);
         assert_eq!(names_text(&m), "epoll_wait 120000, recvfrom 3, fcntl 1");
         assert_eq!(names_text(&BTreeMap::new()), "none");
+    }
+
+    #[test]
+    fn named_calls_tell_which_ran_where_allowed() {
+        let Ok(mut c) = NamedCalls::this_thread() else { return };
+        assert_eq!(c.moved(), 0, "nothing named ran since the last look");
+        let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::io::Write;
+        w.write_all(b"x").unwrap();
+        let m = c.moved();
+        assert!(mask_names(m).contains("write") || mask_names(m).contains("sendto"), "{}", mask_names(m));
+        drop(r);
+        assert_eq!(mask_names(0), "no system call");
     }
 
     #[test]

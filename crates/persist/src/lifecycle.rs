@@ -251,7 +251,8 @@ impl Store {
             min: crate::MIN_CAPACITY,
             max: var::MAX_CAPACITY,
         })?;
-        let (mut p, _c) = var::attach(region).map_err(|source| OpenError::Ring { path: path.clone(), source })?;
+        let (mut p, consumer) = var::attach(region).map_err(|source| OpenError::Ring { path: path.clone(), source })?;
+        drop(consumer);
         if let Some(src) = source {
             let too_small = || OpenError::DoesNotFit {
                 path: src.path.to_path_buf(),

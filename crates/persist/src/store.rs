@@ -420,59 +420,6 @@ impl Store {
         Ok(n)
     }
 
-    /// The peer consumed every message below `upto`, and the seqs
-    /// [`next_seq`](Self::next_seq)`..upto` were carried by another medium (a
-    /// shared-memory ring) and never queued here: drops every queued frame and
-    /// continues the queue at `upto` (the next push gets seq `upto`). An `upto` at or
-    /// below `next_seq` is an ordinary [`ack`](Self::ack). Returns how many frames
-    /// were dropped.
-    ///
-    /// Crash-safe like `ack`: `acked` is stored first (an empty queue starts at
-    /// `acked`), then the frames are released.
-    ///
-    /// ```
-    /// # use tcpshm_persist::{Options, Store};
-    /// # use tcpshm_proto::Name;
-    /// # let dir = std::env::temp_dir().join(format!("tcpshm-persist-doc-beyond-{}", std::process::id()));
-    /// # let (me, peer) = (Name::new("a").unwrap(), Name::new("b").unwrap());
-    /// let (mut store, _) = Store::open(&dir, me, peer, &Options::new(1 << 16), None, 0).unwrap();
-    /// store.alloc(1).unwrap().unwrap();
-    /// store.push(1, 0).unwrap();
-    /// assert_eq!(store.ack_beyond(10).unwrap(), 1);
-    /// assert_eq!((store.first_unacked(), store.next_seq()), (10, 10));
-    /// store.alloc(1).unwrap().unwrap();
-    /// assert_eq!(store.push(1, 0).unwrap(), 10);
-    /// # drop(store); Store::remove(&dir, me, peer).unwrap(); std::fs::remove_dir(&dir).ok();
-    /// ```
-    pub fn ack_beyond(&mut self, upto: u64) -> Result<u64, StoreError> {
-        if upto <= self.next_seq {
-            return self.ack(upto);
-        }
-        if self.staged > 0 {
-            self.publish()?;
-            if upto <= self.next_seq {
-                return self.ack(upto);
-            }
-        }
-        if upto >= COUNTER_LIMIT {
-            return Err(StoreError::SeqOutOfRange { seq: upto, acked: self.acked, next_seq: COUNTER_LIMIT - 1 });
-        }
-        self.counter(OFF_ACKED).store(upto, Ordering::Release);
-        let n = self.next_seq - self.acked;
-        for _ in 0..n {
-            self.consumer.pop_more().map_err(|e| match e {
-                var::PopError::Corrupt(c) => StoreError::Corrupt(c),
-                var::PopError::Empty => StoreError::Missing { seq: self.acked },
-            })?;
-        }
-        self.consumer.release();
-        self.acked = upto;
-        self.next_seq = upto;
-        self.counter(OFF_NEXT_SEQ).store(upto, Ordering::Relaxed);
-        self.note_ops(1)?;
-        Ok(n)
-    }
-
     // ---- the receive side and the informational cursor -------------------------
 
     /// How many of the peer's messages our user has consumed (the receive-side
