@@ -7,7 +7,7 @@ use crate::close_handle::CloseHandle;
 use crate::config::ConnectionConfig;
 use crate::error::OpenError;
 use std::fmt;
-use tcpshm_persist::{SendCursor, Store, StoreError};
+use tcpshm_persist::{SendCursor, SessionWord, Store, StoreError};
 use tcpshm_proto::login::{Limits, TransportKind};
 use tcpshm_proto::session::{SeqRange, Session};
 use tcpshm_proto::{CloseReason, Counters, Fault, Limit, Msg, Name, Nanos, SendError, Transport};
@@ -269,6 +269,14 @@ impl<S: ByteStream> Connection<S> {
         let acked = acked.min(next);
         let range = SeqRange::new(acked, next).expect("acked is clamped to next");
         self.session.renumber(range, consumed, seen);
+        self.session.seq_mut().set_recorded(self.store.session_word(SessionWord::Pushed));
+        let peer = Limits {
+            max_message: self.store.session_word(SessionWord::PeerMaxMessage).min(u32::MAX as u64) as u32,
+            queue_capacity: self.store.session_word(SessionWord::PeerQueueCapacity),
+        };
+        // The peer's limits as its last login told them: a message over them is
+        // refused at alloc even before this process's first login.
+        self.session.remember_peer_limits(peer);
         self.queue = Queue { ring_next, to_ring: false, drain: None };
         self.update_route();
         Ok(())
@@ -401,6 +409,15 @@ impl<S: ByteStream> Connection<S> {
     /// peer's consumed count, ours): if the shared-memory file is lost, the next
     /// login still knows how far the session had come and says so.
     pub(crate) fn checkpoint(&mut self) {
+        // How many we ever pushed, beside the queue: the rings may have carried the
+        // last of them, and a login after the file is lost must not renumber past
+        // them (`SeqMismatch::LocalQueueLost`). Only raised: a queue found shorter
+        // than the record is the loss to report, not a new record. One store into the
+        // mapping; a session reset clears it.
+        let pushed = self.session.seq().next_seq();
+        if pushed > self.store.session_word(SessionWord::Pushed) {
+            self.store.set_session_word(SessionWord::Pushed, pushed);
+        }
         let Some(r) = &self.rings else { return };
         let peer_consumed = r.tx.peer_consumed().min(self.session.seq().next_seq());
         if peer_consumed > self.store.first_unacked() {

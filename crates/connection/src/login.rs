@@ -4,7 +4,7 @@
 
 use crate::connection::{ring_reason, storage, Connection};
 use crate::error::ConnectError;
-use tcpshm_persist::{EpochChange, ResetInfo};
+use tcpshm_persist::{EpochChange, ResetInfo, SessionWord};
 use tcpshm_proto::decode::MAX_CONTROL_FRAME_LEN;
 use tcpshm_proto::encode::encode_control;
 use tcpshm_proto::frame::frame_len;
@@ -236,6 +236,8 @@ impl<S: ByteStream> Connection<S> {
         now: Nanos,
     ) -> Result<(), CloseReason> {
         let peer_consumed = peer.numbers.consumed;
+        self.store.set_session_word(SessionWord::PeerMaxMessage, peer.limits.max_message.into());
+        self.store.set_session_word(SessionWord::PeerQueueCapacity, peer.limits.queue_capacity);
         self.now = now;
         self.medium = medium;
         self.ring_fault = None;

@@ -18,24 +18,27 @@ pub enum SessionWord {
     PeerMaxMessage,
     /// The peer's receive queue capacity (bytes; 0 = unknown).
     PeerQueueCapacity,
+    /// How many messages this side ever pushed into the session, through any medium
+    /// (0 = no record): kept beside the queue, so that a login after a lost
+    /// shared-memory file, whose rings carried the last of them, knows messages
+    /// were lost instead of renumbering past them.
+    Pushed,
     /// Spare, for the connection layer's later use (0 until set).
-    Spare0,
-    /// Spare, for the connection layer's later use (0 until set).
-    Spare1,
+    Spare,
 }
 
 impl SessionWord {
     /// Every session word, in storage order.
     pub const ALL: [SessionWord; crate::SESSION_WORDS] =
-        [SessionWord::PeerMaxMessage, SessionWord::PeerQueueCapacity, SessionWord::Spare0, SessionWord::Spare1];
+        [SessionWord::PeerMaxMessage, SessionWord::PeerQueueCapacity, SessionWord::Pushed, SessionWord::Spare];
 
     /// Its index in storage order (0..[`SESSION_WORDS`](crate::SESSION_WORDS)).
     pub const fn index(self) -> usize {
         match self {
             SessionWord::PeerMaxMessage => 0,
             SessionWord::PeerQueueCapacity => 1,
-            SessionWord::Spare0 => 2,
-            SessionWord::Spare1 => 3,
+            SessionWord::Pushed => 2,
+            SessionWord::Spare => 3,
         }
     }
 }

@@ -125,7 +125,7 @@ fn session_words_persist_across_reopen_migrate_and_adopt_and_reset_clears_them()
     }
     s.set_session_word(SessionWord::PeerMaxMessage, 1 << 20);
     s.set_session_word(SessionWord::PeerQueueCapacity, 64 << 20);
-    s.set_session_word(SessionWord::Spare1, 7);
+    s.set_session_word(SessionWord::Spare, 7);
     let words = |s: &Store| SessionWord::ALL.map(|w| s.session_word(w));
     assert_eq!(words(&s), [1 << 20, 64 << 20, 0, 7]);
     drop(s);
@@ -156,7 +156,7 @@ fn recovery_says_how_the_file_was_found() {
     for i in 0..5u8 {
         push(&mut s, &[i; 10]);
     }
-    s.set_session_word(SessionWord::Spare0, 42);
+    s.set_session_word(SessionWord::Pushed, 42);
     s.set_consumed(3).unwrap();
     // Synced: 4 messages (every 2), plus the consumed change made the 6th op: synced.
     assert_eq!(s.unsynced(), 0);
@@ -167,7 +167,7 @@ fn recovery_says_how_the_file_was_found() {
     assert_eq!(seqs(&mut s), [0, 1, 2, 3, 4, 5]);
     // A message and a session word after the last sync, then the machine stops.
     push(&mut s, b"lost");
-    s.set_session_word(SessionWord::Spare0, 43);
+    s.set_session_word(SessionWord::Pushed, 43);
     assert_eq!(s.unsynced(), 1);
     let copy = TempDir::new("recovery-restart");
     let dir = killed(&s, &copy);
@@ -178,7 +178,7 @@ fn recovery_says_how_the_file_was_found() {
         Recovery::RolledBack { cut_sync: false, dropped: 1, .. } => {}
         r => panic!("{r:?}"),
     }
-    assert_eq!((seqs(&mut s), s.consumed(), s.session_word(SessionWord::Spare0)), ((0..6).collect(), 3, 42));
+    assert_eq!((seqs(&mut s), s.consumed(), s.session_word(SessionWord::Pushed)), ((0..6).collect(), 3, 42));
     drop(s);
     // A Process store after a restart: consistent, unverified.
     let d = TempDir::new("recovery-process");

@@ -183,7 +183,7 @@ fn child(dir: &Path) -> ! {
     let mut e = epoch_of(&s);
     log.header(
         [e, s.first_unacked(), s.next_seq(), s.consumed(), s.send_cursor()],
-        s.session_word(SessionWord::Spare0),
+        s.session_word(SessionWord::Pushed),
     );
     let mut rng = Rng::new(seed);
     let mut next = || rng.next();
@@ -238,7 +238,7 @@ fn child(dir: &Path) -> ! {
         } else if r < 580 {
             let v = next() >> 1;
             let rec = log.begin(b'W', v, 0);
-            s.set_session_word(SessionWord::Spare0, v);
+            s.set_session_word(SessionWord::Pushed, v);
             log.done(rec);
         } else if r < 800 {
             let upto = s.first_unacked() + next() % (depth + 1);
@@ -313,7 +313,7 @@ fn observe(dir: &Path) -> State {
         next_seq: s.next_seq(),
         consumed: s.consumed(),
         send_cursor: s.send_cursor(),
-        session: s.session_word(SessionWord::Spare0),
+        session: s.session_word(SessionWord::Pushed),
     };
     let mut c = s.cursor_at(st.acked).unwrap();
     let mut seq = st.acked;

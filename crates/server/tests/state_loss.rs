@@ -218,14 +218,10 @@ fn state_loss_live_only(lost: Lost) {
 
 /// The server loses only its shared-memory file ("/dev/shm wiped"), with 500
 /// messages it pushed into it (`push` returned `Ok`, published) not yet consumed by
-/// the client. Its store has the numbers it checkpointed, but not how many messages
-/// it pushed into the ring, so a new client process — which has no mapping of the old
-/// file to tell — is let in with `reset: None`, and the 500 messages are gone without
-/// a word. It must be refused like the live client (`SeqMismatch::LocalQueueLost`
-/// exists for this: the session's record of pushes beyond what its queue holds), or
-/// the loss must be reported.
+/// the client. Its store records how many it ever pushed (`SessionWord::Pushed`, at
+/// every checkpoint), so a new client process — which has no mapping of the old file
+/// to tell — is refused (`SeqMismatch::LocalQueueLost`), never let in past the 500.
 #[test]
-#[ignore = "library bug: a server whose SHM file is lost (store kept) lets a new client process in; the server's pushes that were in the ring are lost silently (ring pushes are never recorded in the store: SeqState::set_recorded is never called)"]
 fn a_server_that_lost_its_shm_file_refuses_a_new_client_process_shm() {
     state_loss(TransportKind::Shm, Lost::ShmFiles);
 }

@@ -210,6 +210,7 @@ macro_rules! __tcpshm_conformance_cases {
             client_state_loss_live_server,
             server_rename_drops_the_old_session,
             over_peer_limit_refused_at_alloc,
+            peer_limit_survives_a_restart,
             queued_over_peer_limit_refuses_login
         }
     };

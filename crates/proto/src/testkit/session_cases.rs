@@ -303,6 +303,35 @@ pub fn over_peer_limit_refused_at_alloc<H: Harness>(h: &mut H) -> Result<(), Str
     k.expect_quiet(&mut a, &mut b)
 }
 
+/// The peer's limits are part of the persisted session: after a restart, before any
+/// login of the new process, a message over the peer's last known limit is refused at
+/// alloc, naming the peer's limit (it could never be delivered, and a login would be
+/// refused because of it).
+pub fn peer_limit_survives_a_restart<H: Harness>(h: &mut H) -> Result<(), String> {
+    let mut k = Kit::new(h, 111);
+    k.h.limit_server_message(1000);
+    let (a, b) = k.pair()?;
+    drop((a, b));
+    let mut a = k.open(Side::Client);
+    match a.alloc(1001) {
+        Err(SendError::TooLarge { len: 1001, max: 1000, limit: Limit::Peer }) => {}
+        other => {
+            return Err(format!(
+                "after a restart, before any login, alloc(1001) towards a peer that accepted 1000 returned \
+                 {other:?}, expected TooLarge naming the peer's limit"
+            ))
+        }
+    }
+    let mut b = k.open(Side::Server);
+    if let Err(e) = k.login(&mut a, &mut b)? {
+        return Err(format!("the login after a restart failed: {e}"));
+    }
+    let mut ab = Flow::new("a->b", k.flow_seed(), 1000);
+    let mut ba = Flow::new("b->a", k.flow_seed(), 1000);
+    exchange(&mut k, &mut a, &mut b, &mut ab, &mut ba, (10, 10), "messages within the limits after a restart")?;
+    k.expect_quiet(&mut a, &mut b)
+}
+
 /// A message queued before the first login (the peer's limit unknown then) that is
 /// above the limit the peer tells: the login is refused (it could never be
 /// delivered), the message stays queued, neither end is connected, nothing is sent.
