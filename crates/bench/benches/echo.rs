@@ -498,7 +498,7 @@ fn trace_tail(who: Who, opts: &Opts, clock: &Clock) -> Result<tail::Attribution,
     assert!(ours::ping_typed(&mut c, TRACE_START, b"", clock.now_ns()));
     let first = seq;
     let slow_ticks = clock.ticks_in(slow_ns);
-    let mut last_switches = tail::switches();
+    let mut looks = tail::Looks::this_thread();
     // Every page touched before the window: no page fault inside it.
     let mut rts = vec![tail::Rt::default(); tail::HANDLED_SLOTS];
     rts.clear();
@@ -506,7 +506,7 @@ fn trace_tail(who: Who, opts: &Opts, clock: &Clock) -> Result<tail::Attribution,
     let span_ticks = clock.ticks_in(span.as_nanos() as f64);
     while ticks() - t < span_ticks && rts.len() < tail::HANDLED_SLOTS - 1 {
         let len = gen.next(seq, &mut buf);
-        let (ok, rt) = tail::traced_ping(&mut c, &buf[..len], seq, clock, slow_ticks, &mut last_switches);
+        let (ok, rt) = tail::traced_ping(&mut c, &buf[..len], seq, clock, slow_ticks, &mut looks);
         assert!(ok, "echo {seq} came back corrupt");
         rts.push(rt);
         seq += 1;
@@ -725,11 +725,15 @@ fn main() {
             }
         }
         md.push_str(
-            "Inside a slow `Group::poll` the bench cannot tell which part ran (the readiness check, the \
-             shared-memory control check, a heartbeat write, the timer slice, the login inbox, an ack \
-             checkpoint): that needs per-group and per-connection work counters from the library. The \
-             instrumented loops read the clock around every poll, so these windows run a little slower than \
-             the judged ones; their figures are for attribution only.\n",
+            "Each slow round trip is charged to the longest stretch found on the side that took its excess (the \
+             way out: client push to server handler; the way back: handler to client front), with the system \
+             calls that ran in it: `epoll_wait` is a readiness check (the group's or the control part's), \
+             `recvfrom` a control-stream read (the SHM control check), `sendto`/`write` a heartbeat or an ack, \
+             `fcntl` the peer-liveness lock check; \"no system call\" inside a slow Group::poll is user-space \
+             work (timer slice, login inbox, dispatch) that only library work counters can split further. The \
+             instrumented loops read the clock around every poll and look (one read of kernel counters) after \
+             slow stretches, so these windows run a little slower than the judged ones: their figures are for \
+             attribution only.\n",
         );
         report.section("Tail attribution (`--trace-tail`)", md);
         report.data("tail", serde_json::Value::Object(js));

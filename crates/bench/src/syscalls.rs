@@ -39,7 +39,10 @@ struct PerfEventAttr {
     config1: u64,
 }
 
+const PERF_TYPE_SOFTWARE: u32 = 1;
 const PERF_TYPE_TRACEPOINT: u32 = 2;
+/// `PERF_COUNT_SW_CONTEXT_SWITCHES`.
+const SW_CONTEXT_SWITCHES: u64 = 3;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
 /// The id of the `raw_syscalls:sys_enter` tracepoint, from tracefs.
@@ -72,11 +75,16 @@ const PERF_FORMAT_GROUP: u64 = 1 << 3;
 /// A counting event for tracepoint `id` on thread `tid`, in the group of `leader`
 /// (`None`: a new group).
 fn open_tracepoint(id: u64, tid: i32, leader: Option<&OwnedFd>, read_format: u64) -> Result<OwnedFd, String> {
+    open_event(PERF_TYPE_TRACEPOINT, id, tid, leader, read_format)
+}
+
+/// A counting event of `kind` and `config` on thread `tid`, in the group of `leader`.
+fn open_event(kind: u32, config: u64, tid: i32, leader: Option<&OwnedFd>, read_format: u64) -> Result<OwnedFd, String> {
     use std::os::fd::AsRawFd;
     let attr = PerfEventAttr {
-        kind: PERF_TYPE_TRACEPOINT,
+        kind,
         size: std::mem::size_of::<PerfEventAttr>() as u32,
-        config: id,
+        config,
         read_format,
         ..PerfEventAttr::default()
     };
@@ -133,8 +141,12 @@ impl SyscallCounter {
 pub const NAMED_CALLS: [&str; 8] =
     ["epoll_wait", "epoll_pwait", "recvfrom", "sendto", "write", "writev", "fcntl", "futex"];
 
-/// Counts of the calls of [`NAMED_CALLS`] made by the calling thread, read all at once
-/// (one `read`): which of them ran since the last look.
+/// The bit of [`NamedCalls::moved`]'s mask that says the thread was switched out
+/// (the kernel's context-switch count moved).
+pub const SWITCHED_BIT: u64 = 1 << 62;
+
+/// Counts of the calls of [`NAMED_CALLS`] made by the calling thread, and of its
+/// context switches, read all at once (one `read`): which moved since the last look.
 #[derive(Debug)]
 pub struct NamedCalls {
     leader: OwnedFd,
@@ -161,15 +173,18 @@ impl NamedCalls {
             bits.push(bit as u32);
         }
         let leader = leader.ok_or("tracefs has none of the syscall tracepoints")?;
+        members.push(open_event(PERF_TYPE_SOFTWARE, SW_CONTEXT_SWITCHES, tid, Some(&leader), PERF_FORMAT_GROUP)?);
+        bits.push(SWITCHED_BIT.trailing_zeros());
         let n = bits.len();
         let mut c = NamedCalls { leader, _members: members, bits, last: vec![0; n] };
         c.moved();
         Ok(c)
     }
 
-    /// A bit per name of [`NAMED_CALLS`] whose count moved since the last call.
+    /// A bit per name of [`NAMED_CALLS`] whose count moved since the last call, and
+    /// [`SWITCHED_BIT`] if the thread was switched out.
     pub fn moved(&mut self) -> u64 {
-        let mut buf = [0u64; 1 + NAMED_CALLS.len()];
+        let mut buf = [0u64; 2 + NAMED_CALLS.len()];
         // SAFETY: `u64`s have no invalid bit patterns; the byte view covers exactly
         // `buf`, which outlives it.
         let bytes =
@@ -190,7 +205,8 @@ impl NamedCalls {
     }
 }
 
-/// `epoll_wait, recvfrom` for a mask of [`NamedCalls::moved`] (`none` if empty).
+/// `epoll_wait, recvfrom` for a mask of [`NamedCalls::moved`] (`no system call` if
+/// none; [`SWITCHED_BIT`] is not a call and is left out).
 pub fn mask_names(mask: u64) -> String {
     let names: Vec<&str> =
         NAMED_CALLS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
