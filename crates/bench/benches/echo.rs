@@ -29,7 +29,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use tcpshm_bench::child::{self, Child};
 use tcpshm_bench::clock::{ticks, Clock};
-use tcpshm_bench::common::{self, progress, Opts, Report, Row, Summary};
+use tcpshm_bench::common::{self, fmt_num, progress, Opts, Report, Row, Summary};
 use tcpshm_bench::floors::{self, Ours, Pinger, RingPinger, Shared, SlotPinger, StreamPinger};
 use tcpshm_bench::ours::{self, Echo};
 use tcpshm_bench::pairs::{self, LatencyPairs, Turn, QUANTILES};
@@ -632,8 +632,8 @@ fn main() {
 
     // System calls per round trip.
     let mut calls_md = String::from(
-        "| transport | round trips counted | server calls / RT | client calls / RT | server calls by name (strace, \
-         separate window) | client calls by name |\n|---|---:|---:|---:|---|---|\n",
+        "| transport | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s) | server \
+         calls by name (strace, separate window) | client calls by name |\n|---|---:|---:|---:|---|---|\n",
     );
     let mut calls_json = serde_json::Map::new();
     for &w in &traced {
@@ -647,11 +647,14 @@ fn main() {
         match &c.per {
             Ok(per) => {
                 calls_md.push_str(&format!(
-                    "| {} | {} | {:.4} | {:.4} | {} | {} |\n",
+                    "| {} | {} ({}) | {:.4} ({}) | {:.4} ({}) | {} | {} |\n",
                     w.short(),
                     per.messages,
+                    fmt_num(per.rate()),
                     per.server_per(),
+                    fmt_num(per.server as f64 / per.secs),
                     per.client_per(),
+                    fmt_num(per.client as f64 / per.secs),
                     names(&c.names_server),
                     names(&c.names_client)
                 ));
@@ -692,6 +695,7 @@ fn main() {
                 "client_calls": c.per.as_ref().map(|p| p.client).ok(),
                 "server_per_rt": c.per.as_ref().map(|p| p.server_per()).ok(),
                 "client_per_rt": c.per.as_ref().map(|p| p.client_per()).ok(),
+                "seconds": c.per.as_ref().map(|p| p.secs).ok(),
                 "not_measured": c.per.as_ref().err(),
                 "strace_round_trips": c.strace_rts,
                 "server_names": c.names_server.as_ref().ok(),

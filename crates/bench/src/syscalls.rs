@@ -231,6 +231,10 @@ pub struct PerMessage {
     pub server: u64,
     /// Calls of the bench's measuring thread (the client) in the window.
     pub client: u64,
+    /// The window's length in seconds (calls that a timer drives, such as readiness
+    /// checks, are per second, not per message: at another message rate they are
+    /// another count per message).
+    pub secs: f64,
 }
 
 impl PerMessage {
@@ -242,6 +246,10 @@ impl PerMessage {
     pub fn client_per(&self) -> f64 {
         self.client as f64 / self.messages.max(1) as f64
     }
+    /// Messages per second in the window.
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.secs.max(1e-9)
+    }
 }
 
 /// Counts the calls of `server_pid`'s main thread and of this thread while `work`
@@ -250,11 +258,13 @@ pub fn count(server_pid: u32, work: impl FnOnce() -> u64) -> Result<PerMessage, 
     let server = SyscallCounter::attach(server_pid as i32)?;
     let client = SyscallCounter::attach(this_thread())?;
     let (s0, c0) = (server.read(), client.read_self());
+    let t = std::time::Instant::now();
     let messages = work();
+    let secs = t.elapsed().as_secs_f64();
     let c1 = client.read_self();
     let s1 = server.read();
     // The first read_self's own call is counted by the second: take it off.
-    Ok(PerMessage { messages, server: s1 - s0, client: (c1 - c0).saturating_sub(1) })
+    Ok(PerMessage { messages, server: s1 - s0, client: (c1 - c0).saturating_sub(1), secs })
 }
 
 /// `strace -c -f` attached to a running process, until [`Strace::finish`].
