@@ -136,51 +136,82 @@ impl<H: GroupHandler> Group<H> {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
         }
-
         // With live TCP data connections, readiness is checked at every poll (it is
         // their latency). Shared-memory connections only have their control streams
         // in the poller (heartbeats, close): checking those every few microseconds is
         // plenty and keeps an `epoll_wait` off every iteration of an SHM hot loop.
         let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > self.cfg.readiness_interval;
-        if !self.entries.is_empty() && due {
-            self.next_epoll = now.saturating_add(self.cfg.readiness_interval);
-            if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    // A broken epoll instance cannot recover; fall back to touching
-                    // every connection so nothing stalls.
-                    for i in 0..self.entries.len() {
-                        self.mark(i);
-                    }
-                }
-            }
-            self.tokens.clear();
-            for ev in self.events.iter() {
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.tokens.push((ev.token().0, readable, ev.is_writable()));
-            }
-            for k in 0..self.tokens.len() {
-                let (i, readable, writable) = self.tokens[k];
-                let Some(Some(e)) = self.entries.get_mut(i) else { continue };
-                if readable {
-                    e.conn.on_readable(now);
-                }
-                if writable {
-                    e.conn.on_writable(now);
-                }
-                self.mark(i);
-            }
+        if due && !self.entries.is_empty() {
+            self.poll_readiness(now);
         }
+        // Rings have no readiness: each shared-memory session is polled, offered its
+        // messages and flushed right here, with no list in between.
         for k in 0..self.shm.len() {
             let i = self.shm[k];
-            if let Some(Some(e)) = self.entries.get_mut(i) {
-                // Publishes, drains the store into the ring, and does the control
-                // work at most once per check interval: no system call otherwise.
-                e.conn.poll(now);
+            self.poll_shm(i, now);
+        }
+        if !self.ready.is_empty() {
+            self.serve_ready(now);
+        }
+        self.timers(now);
+    }
+
+    /// Reads the poller (one `epoll_wait`, zero timeout) and does the reads and writes
+    /// it reports; the entries become ready for [`serve_ready`](Self::serve_ready).
+    #[inline(never)]
+    fn poll_readiness(&mut self, now: Nanos) {
+        self.next_epoll = now.saturating_add(self.cfg.readiness_interval);
+        if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                // A broken epoll instance cannot recover; fall back to touching
+                // every connection so nothing stalls.
+                for i in 0..self.entries.len() {
+                    self.mark(i);
+                }
+            }
+        }
+        self.tokens.clear();
+        for ev in self.events.iter() {
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            self.tokens.push((ev.token().0, readable, ev.is_writable()));
+        }
+        for k in 0..self.tokens.len() {
+            let (i, readable, writable) = self.tokens[k];
+            let Some(Some(e)) = self.entries.get_mut(i) else { continue };
+            if readable {
+                e.conn.on_readable(now);
+            }
+            if writable {
+                e.conn.on_writable(now);
             }
             self.mark(i);
         }
+    }
 
-        // Offer messages, then flush what the handlers pushed.
+    /// One shared-memory session: publishes, drains the store into the ring, does the
+    /// control work at most once per check interval (no system call otherwise), offers
+    /// its messages, flushes. A session that went down is settled with the ready list
+    /// (`self.shm` cannot change while it is being walked).
+    #[inline]
+    fn poll_shm(&mut self, i: usize, now: Nanos) {
+        let Some(Some(e)) = self.entries.get_mut(i) else { return };
+        if e.conn.poll(now) {
+            self.dispatch(i, now);
+            let Some(Some(e)) = self.entries.get_mut(i) else { return };
+            if e.conn.wants_write() {
+                e.conn.on_writable(now);
+            }
+            if e.conn.is_connected() {
+                return;
+            }
+        }
+        self.mark(i);
+    }
+
+    /// Offers messages to the entries readiness (or a failure) marked, flushes what
+    /// the handlers pushed, reports disconnects.
+    #[inline(never)]
+    fn serve_ready(&mut self, now: Nanos) {
         let spare = std::mem::take(&mut self.spare);
         let mut ready = std::mem::replace(&mut self.ready, spare);
         for &i in &ready {
@@ -199,8 +230,6 @@ impl<H: GroupHandler> Group<H> {
                 }
             }
         }
-
-        self.timers(now);
         for &i in &ready {
             self.settle(i);
         }
@@ -251,12 +280,12 @@ impl<H: GroupHandler> Group<H> {
     /// checked every 64 polls. (Shared-memory connections do theirs in their poll.)
     fn timers(&mut self, now: Nanos) {
         let n = self.entries.len();
-        if n == 0 {
+        if self.tcp_up == 0 || n == 0 {
             return;
         }
         let batch = n.div_ceil(64);
         for _ in 0..batch {
-            let i = self.timer_cursor % n;
+            let i = if self.timer_cursor < n { self.timer_cursor } else { 0 };
             self.timer_cursor = i + 1;
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 if e.up && !e.is_shm() {
