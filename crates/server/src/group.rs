@@ -130,17 +130,20 @@ impl<H: GroupHandler> Group<H> {
     /// runs heartbeats and timeouts on a slice of the connections, and reports
     /// disconnects. Never blocks; one `epoll_wait` with a zero timeout per call while
     /// the group has live TCP connections, one per
-    /// [`readiness_interval`](ServerConfig::readiness_interval) when it has only
-    /// shared-memory ones.
+    /// [`readiness_interval`](ServerConfig::readiness_interval) or
+    /// [`check_interval`](tcpshm_connection::ConnectionConfig::check_interval),
+    /// whichever is longer, when it has only shared-memory ones.
     pub fn poll(&mut self, now: Nanos) {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
         }
         // With live TCP data connections, readiness is checked at every poll (it is
         // their latency). Shared-memory connections only have their control streams
-        // in the poller (heartbeats, close): checking those every few microseconds is
-        // plenty and keeps an `epoll_wait` off every iteration of an SHM hot loop.
-        let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > self.cfg.readiness_interval;
+        // in the poller (heartbeats, close), which each session also reads at its own
+        // control check (`ConnectionConfig::check_interval`): readiness at that period
+        // adds nothing sooner, and keeps `epoll_wait` off the SHM hot loop.
+        let period = self.shm_readiness_period();
+        let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > period;
         if due && !self.entries.is_empty() {
             self.poll_readiness(now);
         }
@@ -160,7 +163,7 @@ impl<H: GroupHandler> Group<H> {
     /// it reports; the entries become ready for [`serve_ready`](Self::serve_ready).
     #[inline(never)]
     fn poll_readiness(&mut self, now: Nanos) {
-        self.next_epoll = now.saturating_add(self.cfg.readiness_interval);
+        self.next_epoll = now.saturating_add(self.shm_readiness_period());
         if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 // A broken epoll instance cannot recover; fall back to touching
@@ -186,6 +189,12 @@ impl<H: GroupHandler> Group<H> {
             }
             self.mark(i);
         }
+    }
+
+    /// How often a group without live TCP connections checks readiness.
+    #[inline]
+    fn shm_readiness_period(&self) -> Nanos {
+        self.cfg.readiness_interval.max(self.cfg.connection.check_interval)
     }
 
     /// One shared-memory session: publishes, drains the store into the ring, does the
