@@ -18,6 +18,16 @@ use tcpshm_proto::{CloseReason, Name, Nanos, Transport};
 use tcpshm_ring::spsc;
 use tcpshm_transport_shm::Side;
 
+/// What a readiness event asks of a connection's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    No,
+    /// Bytes arrived: read until a short read.
+    Some,
+    /// The peer closed its end (or the socket failed): read to the end.
+    ToEnd,
+}
+
 /// One client's session in the group and its bookkeeping. It stays while the client
 /// is away: its queue and numbers are the session's, and a reconnect finds them here.
 struct Entry {
@@ -65,7 +75,7 @@ pub struct Group<H> {
     /// When a group with only shared-memory connections next checks readiness.
     next_epoll: Nanos,
     /// Tokens of this poll's readiness events (reused: no allocation per poll).
-    tokens: Vec<(usize, bool, bool)>,
+    tokens: Vec<(usize, Read, bool)>,
     load: Load,
     counts: Arc<Counts>,
     rules: ServerRules,
@@ -175,14 +185,23 @@ impl<H: GroupHandler> Group<H> {
         }
         self.tokens.clear();
         for ev in self.events.iter() {
-            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            self.tokens.push((ev.token().0, readable, ev.is_writable()));
+            let ended = ev.is_read_closed() || ev.is_error();
+            let read = if ended {
+                Read::ToEnd
+            } else if ev.is_readable() {
+                Read::Some
+            } else {
+                Read::No
+            };
+            self.tokens.push((ev.token().0, read, ev.is_writable()));
         }
         for k in 0..self.tokens.len() {
-            let (i, readable, writable) = self.tokens[k];
+            let (i, read, writable) = self.tokens[k];
             let Some(Some(e)) = self.entries.get_mut(i) else { continue };
-            if readable {
-                e.conn.on_readable(now);
+            match read {
+                Read::Some => _ = e.conn.on_readable(now),
+                Read::ToEnd => _ = e.conn.on_read_closed(now),
+                Read::No => {}
             }
             if writable {
                 e.conn.on_writable(now);
