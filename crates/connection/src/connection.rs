@@ -88,6 +88,9 @@ pub struct Connection<S = mio::net::TcpStream> {
     pub(crate) medium: TransportKind,
     /// The last read stopped before the stream was drained.
     pub(crate) read_more: bool,
+    /// The poller reported the peer's end of this link: every later read goes to
+    /// the end (no event will come again for bytes or an end already there).
+    pub(crate) read_to_end: bool,
     /// A ring broke the sequence or its format: sticky until a new login.
     pub(crate) ring_fault: Option<CloseReason>,
     /// The seq of the ring message `front` returned last (to count receipts once).
@@ -194,6 +197,7 @@ impl<S: ByteStream> Connection<S> {
             queue: Queue::default(),
             medium,
             read_more: false,
+            read_to_end: false,
             ring_fault: None,
             ring_fronted: None,
             cfg,
@@ -403,6 +407,7 @@ impl<S: ByteStream> Connection<S> {
         self.reader.clear();
         self.ctrl.clear();
         self.read_more = false;
+        self.read_to_end = false;
     }
 
     /// Records the session's numbers that live in the rings into the store too (the

@@ -249,6 +249,8 @@ impl<S: ByteStream> Connection<S> {
             self.store.ack_beyond(peer_consumed).map_err(storage)?;
         }
         self.stream = Some(stream);
+        self.read_more = false;
+        self.read_to_end = false;
         match (medium, &mut self.rings) {
             (TransportKind::Shm, Some(r)) => {
                 r.rx.raise_consumed(self.session.seq().consumed());

@@ -112,10 +112,14 @@ impl<S: ByteStream> Connection<S> {
     /// reason the stream gives (a `CLOSE` frame's, or `RemoteClosed`/`PeerDied`).
     /// Returns whether the link is up (it can be, while the read budget or a full
     /// receive buffer holds the end back: then [`read_more`](Self::read_more) is true).
+    /// Also the probe of a link that may have died unseen (a new login of the same
+    /// client): [`on_readable`](Self::on_readable) stops at a short read, which an end
+    /// queued behind data would escape.
     pub fn on_read_closed(&mut self, now: Nanos) -> bool {
         self.now = now;
         self.take_close_request();
-        let r = self.receive_until(now, true);
+        self.read_to_end = true;
+        let r = self.receive(now);
         self.settle(r)
     }
 
@@ -188,7 +192,7 @@ impl<S: ByteStream> Connection<S> {
     /// Reads what the stream has (up to the read budget) and handles every complete
     /// frame. Any bytes at all count as a sign of life.
     pub(crate) fn receive(&mut self, now: Nanos) -> Result<(), Failed> {
-        self.receive_until(now, false)
+        self.receive_until(now, self.read_to_end)
     }
 
     /// [`receive`](Self::receive); `to_end`: reads until `WouldBlock` or the end of

@@ -119,3 +119,26 @@ fn poll_is_bounded_by_both_budgets() {
     });
     assert!(calls >= 10, "{calls} polls for 22 KiB each way at 2 KiB per poll");
 }
+
+/// The poller reports the peer's end once (edge-triggered). When the read budget
+/// stops that read, the calls that carry on (`read_more`, `on_readable`) still read
+/// to the end: the end behind the last bytes is seen, not left for a timeout.
+#[test]
+fn an_end_behind_the_read_budget_is_seen() {
+    let (_dir, mut conn, mut peer) = fixture("rbudget_end", |s| s.read_budget = 1000);
+    let wire: Vec<u8> = (0..50u64).flat_map(|k| frame(2, k, 0, &[k as u8; 100])).collect();
+    peer.send(&wire);
+    peer.s.shutdown(std::net::Shutdown::Write).unwrap();
+    wait_until("the bytes to arrive", || (conn.stream().unwrap().unread() == Some(wire.len())).then_some(()));
+    assert!(conn.on_read_closed(1), "the budget holds the end back");
+    assert!(conn.read_more());
+    let mut calls = 1;
+    while conn.read_more() {
+        conn.on_readable(1);
+        calls += 1;
+        assert!(calls < 100);
+    }
+    assert_eq!(conn.counters().received, 50);
+    assert!(!conn.is_connected(), "the end was seen");
+    assert_eq!(conn.close_reason(), Some(&tcpshm_proto::CloseReason::RemoteClosed));
+}

@@ -454,7 +454,8 @@ impl<H: GroupHandler> Group<H> {
                     if e.is_shm() && matches!(e.conn.rings().map(|r| r.peer_alive()), Some(Ok(false))) {
                         e.conn.close(CloseReason::PeerDied);
                     } else {
-                        e.conn.on_readable(now);
+                        // Read to the socket's end: a dead link's EOF may sit behind data.
+                        _ = e.conn.on_read_closed(now);
                     }
                 }
             }

@@ -1,1 +1,0 @@
-../../crates/bench/src/common.rs
