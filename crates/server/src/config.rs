@@ -48,6 +48,13 @@ pub struct ServerConfig {
     /// period anyway). A group with live TCP connections checks at every poll (it is
     /// their latency). Default 20 µs.
     pub readiness_interval: Nanos,
+    /// How often the control part checks its listeners while no login is pending: a
+    /// new connection waits at most this long to be accepted (its login then runs at
+    /// `readiness_interval`). Longer than `readiness_interval` because a server that
+    /// shares a busy-polling thread between control and groups pays one `epoll_wait`
+    /// per check, and with no login pending that check almost always finds nothing.
+    /// Default 1 ms.
+    pub accept_interval: Nanos,
 }
 
 impl ServerConfig {
@@ -64,6 +71,7 @@ impl ServerConfig {
             enable_shm: true,
             messages_per_poll: 256,
             readiness_interval: 20_000,
+            accept_interval: 1_000_000,
         }
     }
 
@@ -119,8 +127,8 @@ mod tests {
         assert_eq!(valid().validate(), Ok(()));
         let c = valid();
         assert_eq!(
-            (c.max_connections, c.messages_per_poll, c.login_timeout, c.readiness_interval),
-            (10_000, 256, 5_000_000_000, 20_000)
+            (c.max_connections, c.messages_per_poll, c.login_timeout, c.readiness_interval, c.accept_interval),
+            (10_000, 256, 5_000_000_000, 20_000, 1_000_000)
         );
         assert!(c.enable_tcp && c.enable_shm);
     }

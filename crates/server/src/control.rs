@@ -126,16 +126,33 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
     }
 
     /// Accepts, reads logins, admits or refuses them, and drops logins older than the
-    /// login timeout. Never blocks. Readiness is checked at most once per
-    /// [`ServerConfig::readiness_interval`](crate::ServerConfig::readiness_interval)
-    /// (one `epoll_wait`): a poll in between costs a comparison, so control can share
-    /// a busy-polling thread with groups.
+    /// login timeout. Never blocks. Readiness is checked (one `epoll_wait`) at most once
+    /// per [`ServerConfig::readiness_interval`](crate::ServerConfig::readiness_interval)
+    /// while a login is pending, and once per
+    /// [`ServerConfig::accept_interval`](crate::ServerConfig::accept_interval)
+    /// otherwise: a poll in between costs a comparison, so control can share a
+    /// busy-polling thread with groups.
     pub fn poll(&mut self, now: Nanos) {
+        let interval = self.check_interval();
         // Not due yet — unless the clock went backwards past a whole interval.
-        if now < self.next_check && self.next_check - now <= self.cfg.readiness_interval {
+        if now < self.next_check && self.next_check - now <= interval {
             return;
         }
-        self.next_check = now.saturating_add(self.cfg.readiness_interval);
+        self.check(now);
+        self.next_check = now.saturating_add(self.check_interval());
+    }
+
+    /// The period of readiness checks: short while a login is in progress.
+    fn check_interval(&self) -> Nanos {
+        if self.pending_count > 0 {
+            self.cfg.readiness_interval
+        } else {
+            self.cfg.accept_interval
+        }
+    }
+
+    #[inline(never)]
+    fn check(&mut self, now: Nanos) {
         if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return;

@@ -213,6 +213,7 @@ fn a_login_split_into_single_bytes_is_accepted() {
     let env = Env::new("split");
     let mut cfg = env.server_cfg("Srv");
     cfg.readiness_interval = 1;
+    cfg.accept_interval = 1;
     let (srv, addr) = env.start_default(cfg);
     srv.pause();
     let frame = RawLogin::new("slow").frame();
@@ -233,6 +234,36 @@ fn a_login_split_into_single_bytes_is_accepted() {
     s.write_all(&raw_frame(9, 0, 0, b"byte by byte")).unwrap();
     let (h, payload) = next_user_frame(&mut s);
     assert_eq!((h.msg_type, h.seq, payload.as_slice()), (9, 0, &b"byte by byte"[..]));
+}
+
+/// While no login is pending, control looks at its listeners once per
+/// `accept_interval` (one `epoll_wait` saved on most polls of a busy-polling thread);
+/// once a login is pending, at `readiness_interval`. The server's clock is the test's.
+#[test]
+fn listeners_are_checked_once_per_accept_interval_while_no_login_is_pending() {
+    let env = Env::new("accept_interval");
+    let mut cfg = env.server_cfg("Srv");
+    cfg.accept_interval = 1_000_000;
+    cfg.readiness_interval = 1_000;
+    let (srv, addr) = env.start_default(cfg);
+    srv.pause();
+    // Later than any check the running server made: this poll checks, finds nothing.
+    let t = now() + 10_000_000;
+    let accepted_at = |at: u64| {
+        srv.with(move |s| {
+            s.poll(at);
+            s.control().stats().accepted
+        })
+    };
+    assert_eq!(accepted_at(t), 0);
+    let _first = raw_connect(addr);
+    assert_eq!(accepted_at(t + 999_999), 0, "checked before accept_interval");
+    assert_eq!(accepted_at(t + 1_000_000), 1);
+    // A login is pending now: the next check comes after readiness_interval.
+    let _second = raw_connect(addr);
+    assert_eq!(accepted_at(t + 1_000_999), 1, "checked before readiness_interval");
+    assert_eq!(accepted_at(t + 1_001_000), 2);
+    srv.resume();
 }
 
 #[test]
@@ -317,6 +348,7 @@ fn fast_restart(kind: TransportKind) {
     let env = Env::new("restart");
     let mut scfg = env.server_cfg("Srv");
     scfg.readiness_interval = 1;
+    scfg.accept_interval = 1;
     let (srv, addr) = env.start_default(scfg);
     let cfg = env.client_cfg("phoenix", "client");
     let mut first = connect(&cfg, addr, kind);
