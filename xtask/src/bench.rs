@@ -19,9 +19,7 @@
 //! with ratios; nothing here asserts a time. A `--quick` run exercises every code
 //! path but judges no goal (its figures mean nothing).
 
-#[path = "report.rs"]
 mod report;
-#[path = "report_plot.rs"]
 mod report_plot;
 
 use crate::run::{cargo, root};

@@ -4,16 +4,14 @@
 //! goals, checked at several percentiles) and sections that `cargo xtask bench`
 //! collects into `target/bench/report.{json,md}`.
 //!
-//! The suites of `tcpshm-bench` use it as `tcpshm_bench::common`. The ring and
-//! persist crates' benches include this same file by path (`benches/common/mod.rs` at
-//! the workspace root is a link to it) until they take `tcpshm-bench` as a
-//! dev-dependency; so it depends only on `std`, `rustix` (affinity) and `serde_json`
-//! (the report), and names nothing else of its crate.
+//! The suites of `tcpshm-bench` use it as `tcpshm_bench::common`; the ring and
+//! persist crates' benches take it as a dev-dependency. It depends only on `std`,
+//! `rustix` (affinity) and `serde_json` (the report), so a crate low in the stack can
+//! use it without building the rest of the workspace.
 //!
 //! Benchmarks never assert a time: they measure, compare against references measured
 //! in the same run, and report ratios. They do check that every item arrived intact
 //! (a benchmark of a queue that loses data would measure nothing).
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::sync::Barrier;

@@ -23,7 +23,7 @@
 
 pub mod child;
 pub mod clock;
-pub mod common;
+pub use tcpshm_bench_common as common;
 pub mod floors;
 pub mod hist;
 pub mod ours;

@@ -11,14 +11,12 @@
 //! `cargo xtask bench persist` runs it; `--quick` is a smoke run of a few seconds.
 
 // The bench plumbing shared by every crate of the workspace (see its header).
-#[path = "../../../benches/common/mod.rs"]
-mod common;
 
-use common::{pin_to_cpu, Opts, Report, Row, Summary};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tcpshm_bench_common::{pin_to_cpu, Opts, Report, Row, Summary};
 use tcpshm_persist::{Durability, Options, Store};
 use tcpshm_proto::Name;
 

@@ -13,10 +13,7 @@
 //! `cargo xtask bench ring` runs it; `--quick` is a smoke run.
 
 // The bench plumbing shared by every crate of the workspace (see its header).
-#[path = "../../../benches/common/mod.rs"]
-mod common;
 
-use common::{pair, rounds, Opts, Report, Row, Summary};
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
 use rtrb::CopyToUninit;
@@ -24,6 +21,7 @@ use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tcpshm_bench_common::{pair, rounds, Opts, Report, Row, Summary};
 use tcpshm_ring::wait::Wait;
 
 /// Queue capacity (items) of every contender.

@@ -8,12 +8,10 @@
 //! `cargo xtask bench ring` runs it; `--quick` is a smoke run.
 
 // The bench plumbing shared by every crate of the workspace (see its header).
-#[path = "../../../benches/common/mod.rs"]
-mod common;
 
-use common::{pair, pinned, Opts, Report, Row, Summary};
 use std::hint::{black_box, spin_loop};
 use std::time::Instant;
+use tcpshm_bench_common::{pair, pinned, Opts, Report, Row, Summary};
 use tcpshm_ring::var::{Config, VarQueue};
 use tcpshm_ring::wait::Wait;
 
