@@ -5,6 +5,7 @@ use crate::handler::{Conn, GroupHandler, Handled};
 use crate::handoff::Handoff;
 use crate::policy::GroupId;
 use crate::slot::{Counts, Load, Slot};
+use crate::stats::{EntryStats, GroupStats};
 use crate::sync::Ordering;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -16,6 +17,7 @@ use tcpshm_proto::handshake::{Refusal, ServerRules};
 use tcpshm_proto::login::{LoginStatus, TransportKind};
 use tcpshm_proto::{CloseReason, Name, Nanos, Transport};
 use tcpshm_ring::spsc;
+use tcpshm_stats::StatsFile;
 use tcpshm_transport_shm::Side;
 
 /// One client's session in the group and its bookkeeping. It stays while the client
@@ -31,6 +33,8 @@ struct Entry {
     up: bool,
     /// In the `ready` list for this poll.
     queued: bool,
+    /// Its live counters record.
+    stats: EntryStats,
 }
 
 impl Entry {
@@ -69,6 +73,7 @@ pub struct Group<H> {
     load: Load,
     counts: Arc<Counts>,
     rules: ServerRules,
+    stats: GroupStats,
 }
 
 impl<H: GroupHandler> Group<H> {
@@ -79,12 +84,14 @@ impl<H: GroupHandler> Group<H> {
         inbox: spsc::Consumer<Handoff>,
         load: Load,
         counts: Arc<Counts>,
+        stats: Option<StatsFile>,
     ) -> std::io::Result<Group<H>> {
         let limits = tcpshm_proto::login::Limits {
             max_message: cfg.connection.session.max_message,
             queue_capacity: cfg.connection.queue_bytes as u64,
         };
         let rules = ServerRules { name: cfg.name, tcp: cfg.enable_tcp, shm: cfg.enable_shm, limits };
+        let stats = GroupStats::new(stats, &cfg);
         Ok(Group {
             id,
             cfg,
@@ -105,6 +112,7 @@ impl<H: GroupHandler> Group<H> {
             load,
             counts,
             rules,
+            stats,
         })
     }
 
@@ -206,6 +214,11 @@ impl<H: GroupHandler> Group<H> {
         }
         ready.clear();
         self.spare = ready;
+        for i in self.stats.due(now, self.entries.len()) {
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                e.stats.publish(e.client, self.id, &e.conn, now);
+            }
+        }
     }
 
     fn mark(&mut self, i: usize) {
@@ -287,6 +300,8 @@ impl<H: GroupHandler> Group<H> {
             self.load.fetch_sub(1, Ordering::Relaxed);
             self.counts.live.fetch_sub(1, Ordering::Relaxed);
             let reason = e.conn.close_reason().cloned().unwrap_or(CloseReason::RemoteClosed);
+            e.stats.on_close(&reason);
+            e.stats.publish(e.client, self.id, &e.conn, self.stats.now());
             self.handler.on_disconnected(&e.client, &reason);
         }
     }
@@ -325,6 +340,7 @@ impl<H: GroupHandler> Group<H> {
                         registered: false,
                         up: false,
                         queued: false,
+                        stats: self.stats.entry(),
                     };
                     (self.insert(entry), created)
                 }
@@ -374,6 +390,8 @@ impl<H: GroupHandler> Group<H> {
             self.tcp_up += 1;
         }
         slot.connected();
+        e.stats.on_login(now, e.peer);
+        e.stats.publish(e.client, self.id, &e.conn, now);
         // The load was raised when the login was claimed (by control, or by
         // `supersede`), so that the policy sees logins in flight.
         let mut close = None;

@@ -43,7 +43,7 @@
 //! | 32 | 8 | client name length |
 //! | 40 | 64 | client name, zero-padded |
 //! | 104 | 8 | the group's `now` at this update |
-//! | 112 | 8 | last activity: when the peer was last heard from (server's `now`) |
+//! | 112 | 8 | last activity: when a message or heartbeat last moved either way (server's `now`) |
 //! | 120 | 8 | the `now` of the last login |
 //! | 128 | 8 | logins in this process |
 //! | 136 | 8 | messages pushed (in this process) |
@@ -58,7 +58,7 @@
 //! | 208 | 8 | session: consumed count |
 //! | 216 | 8 | session: the client's consumed count (as last heard) |
 //! | 224 | 8 | queued: messages not yet consumed by the client |
-//! | 232 | 8 | bytes in the send queue (the store's ring) |
+//! | 232 | 8 | bytes queued: the store's ring and the outbound shared-memory ring |
 //! | 240 | 8 | last close code (`u64::MAX`: none yet) |
 //! | 248 | 8 | last close text length |
 //! | 256 | 128 | last close text (UTF-8, cut at 128 bytes) |

@@ -107,13 +107,15 @@ pub struct SessionRecord {
     pub peer: ShortText<MAX_PEER_TEXT>,
     /// The group's `now` when this record was written.
     pub now: Nanos,
-    /// When the peer was last heard from (the server's `now`).
+    /// When a message or a heartbeat last moved either way (the server's `now`; seen
+    /// at the server's record refreshes, so within one stats interval).
     pub last_activity: Nanos,
     /// The `now` of the last login.
     pub logged_in_at: Nanos,
     /// Logins in this server process.
     pub logins: u64,
-    /// The connection's counters (`tcpshm_proto::Counters`, flattened).
+    /// Messages pushed (the connection's `tcpshm_proto::Counters`, flattened, from
+    /// here to `heartbeats_received`: in this server process).
     pub pushed: u64,
     /// Messages sent for the first time.
     pub sent: u64,
@@ -137,7 +139,7 @@ pub struct SessionRecord {
     pub peer_consumed: u64,
     /// Messages queued for the client (not yet consumed by it).
     pub queued: u64,
-    /// Bytes in the send queue's ring.
+    /// Bytes queued (the store's ring and the outbound shared-memory ring).
     pub queued_bytes: u64,
     /// The last close, if the session closed since the server started.
     pub last_close: Option<LastClose>,
