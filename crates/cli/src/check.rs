@@ -4,7 +4,7 @@ use crate::inspect::{kind, Kind};
 use crate::render;
 use crate::session::Session;
 use crate::Common;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +38,7 @@ pub(crate) fn run(c: &Common, path: &Path) -> Result<ExitCode> {
         }
         out
     } else {
+        std::fs::symlink_metadata(path).with_context(|| format!("{}: cannot check it", path.display()))?;
         match kind(path)? {
             Kind::Store => vec![store(path)],
             Kind::Shm => shm_file(path, false).into_iter().collect(),
@@ -74,11 +75,18 @@ pub(crate) fn run(c: &Common, path: &Path) -> Result<ExitCode> {
     Ok(if damaged > 0 { ExitCode::from(DAMAGE) } else { ExitCode::SUCCESS })
 }
 
+/// An error's text without the path it starts with (the report names the file).
+fn reason(path: &Path, e: impl ToString) -> String {
+    let e = e.to_string();
+    let p = format!("{}: ", path.display());
+    e.strip_prefix(&p).map(str::to_owned).unwrap_or(e)
+}
+
 fn store(path: &Path) -> Report {
     let (verdict, findings) = match Store::check(path) {
         Ok(r) if r.verdict.is_damaged() => (Err(r.verdict.to_string()), r.findings),
         Ok(r) => (Ok(r.verdict.to_string()), r.findings),
-        Err(e) => (Err(e.to_string()), Vec::new()),
+        Err(e) => (Err(reason(path, e)), Vec::new()),
     };
     Report {
         path: path.to_path_buf(),
@@ -92,12 +100,12 @@ fn store(path: &Path) -> Report {
 fn shm_file(path: &Path, optional: bool) -> Option<Report> {
     let verdict = match ShmFile::inspect(path) {
         Err(ShmError::NotFound(_)) if optional => return None,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(reason(path, e)),
         Ok(i) => {
             let faults: Vec<String> =
                 i.rings.iter().filter_map(|r| r.fault.as_ref().map(|f| format!("{} ring: {f}", r.direction))).collect();
             if faults.is_empty() {
-                Ok(format!("valid ({} logins)", i.epoch))
+                Ok(format!("valid, {} login{}", i.epoch, if i.epoch == 1 { "" } else { "s" }))
             } else {
                 Err(faults.join("; "))
             }

@@ -44,7 +44,10 @@ impl Session {
     /// Every session in `dir`, by store file name, sorted.
     pub(crate) fn all(dir: &Path, shm_dir: &ShmDir) -> Result<Vec<Session>> {
         let stores = Store::list(dir).with_context(|| format!("{}: cannot list the sessions", dir.display()))?;
-        Ok(stores.into_iter().map(|e| Session::read(dir, e.local, e.remote, shm_dir)).collect())
+        let mut all: Vec<Session> =
+            stores.into_iter().map(|e| Session::read(dir, e.local, e.remote, shm_dir)).collect();
+        all.sort_by(|a, b| a.files.store.cmp(&b.files.store));
+        Ok(all)
     }
 
     /// This side: a store with an epoch is a client's.
