@@ -59,7 +59,7 @@ const SUITES: &[Suite] = &[
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Suite to run: `all`, `echo`, `stream`, `scale`, `persist` or `ring`.
+    /// Suite to run: `all`, `echo`, `stream`, `scale`, `stats`, `persist` or `ring`.
     #[arg(default_value = "all")]
     pub suite: String,
     /// Short smoke run (seconds); the figures are not meaningful.
