@@ -13,6 +13,9 @@
 //! goal, for information: the ratio's median stays within the pairs' noise (≤ 1.05x
 //! at p50).
 //!
+//! The server's system calls per round trip are counted too (the kernel's counter,
+//! `syscalls::count`), with the counters on and off: publishing adds none.
+//!
 //! `cargo xtask bench stats` runs it; `--quick` is a smoke run.
 
 use hdrhistogram::Histogram;
@@ -26,6 +29,7 @@ use tcpshm_bench::ours::{self, Echo};
 use tcpshm_bench::pairs::{self, LatencyPairs, Turn, QUANTILES};
 use tcpshm_bench::payload::{self, Payloads};
 use tcpshm_bench::scratch::{Scratch, ShmPrefix};
+use tcpshm_bench::syscalls;
 use tcpshm_client::{Client, TransportKind};
 
 /// A server child and the client connected to it.
@@ -95,6 +99,34 @@ impl Live {
     }
 }
 
+impl Live {
+    /// The server's and this thread's system calls per round trip over `span` (after a
+    /// warm-up of a quarter of it), counted exactly (`syscalls::count`).
+    fn calls(&mut self, clock: &Clock, span: Duration) -> Result<syscalls::PerMessage, String> {
+        self.child.resume();
+        let mut buf = [0u8; payload::MAX];
+        let (client, gen, seq) = (&mut self.client, &mut self.gen, &mut self.seq);
+        let mut spin = |span: Duration| {
+            let start = ticks();
+            let span_ticks = clock.ticks_in(span.as_nanos() as f64);
+            let mut n = 0u64;
+            while ticks() - start < span_ticks {
+                for _ in 0..64 {
+                    let len = gen.next(*seq, &mut buf);
+                    *seq += 1;
+                    assert!(client.ping(&buf[..len], clock.at(ticks())), "echo {seq} came back corrupt");
+                }
+                n += 64;
+            }
+            n
+        };
+        spin(span / 4);
+        let per = syscalls::count(self.child.pid(), || spin(span));
+        self.child.stop();
+        per
+    }
+}
+
 /// The server role: `ours::serve` with the counters file in `--stats DIR`, or off.
 fn role(name: &str, args: &[String]) {
     child::become_child(args);
@@ -132,7 +164,7 @@ fn main() {
             .into_iter()
             .filter(|(_, key, _)| opts.wants(key))
             .collect();
-    let total = kinds.len() * (2 * n + 1);
+    let total = kinds.len() * (2 * n + 2);
     let mut step = 0;
     let mut report = Report::new("stats");
     let mut data = serde_json::Map::new();
@@ -193,6 +225,56 @@ fn main() {
             format!("{}\n{}", p.markdown("on", "off"), p.states_markdown("off")),
         );
         data.insert(key.to_string(), p.json());
+        // System calls: the same count with the counters on as off (their refresh is
+        // plain stores into a mapping), per round trip and per second.
+        progress(step, total, &format!("{short} echo: counting system calls, counters off and on"));
+        step += 1;
+        let span = if opts.quick { Duration::from_millis(50) } else { Duration::from_millis(1000) };
+        let counted = [("off", off.calls(&clock, span)), ("on", on.calls(&clock, span))];
+        let mut md = String::from(
+            "| counters | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s)              |\n|---|---:|---:|---:|\n",
+        );
+        let mut js = serde_json::Map::new();
+        for (which, per) in &counted {
+            match per {
+                Ok(per) => {
+                    md.push_str(&format!(
+                        "| {which} | {} ({}) | {:.4} ({}) | {:.4} ({}) |\n",
+                        per.messages,
+                        common::fmt_num(per.rate()),
+                        per.server_per(),
+                        common::fmt_num(per.server as f64 / per.secs),
+                        per.client_per(),
+                        common::fmt_num(per.client as f64 / per.secs),
+                    ));
+                    js.insert(
+                        which.to_string(),
+                        serde_json::json!({
+                            "round_trips": per.messages, "server_calls": per.server, "client_calls": per.client,
+                            "server_per_rt": per.server_per(), "client_per_rt": per.client_per(), "seconds": per.secs,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    md.push_str(&format!("| {which} | not measured: {e} | | |\n"));
+                    js.insert(which.to_string(), serde_json::json!({ "not_measured": e }));
+                }
+            }
+        }
+        if let [(_, Ok(off_calls)), (_, Ok(on_calls))] = &counted {
+            let row = Row::new(
+                &format!("{key}.syscalls"),
+                &format!("{short} echo: server system calls per round trip, counters on (off beside)"),
+                "calls/RT",
+                Summary { median: on_calls.server_per(), best: on_calls.server_per() },
+            )
+            .also(Summary { median: off_calls.server_per(), best: off_calls.server_per() }, "calls/RT, counters off");
+            report.push(row);
+        } else {
+            report.skip(&format!("{short} echo: system calls with counters on and off"), "perf_event_open refused");
+        }
+        report.section(&format!("{short} echo: system calls with the live counters off and on"), md);
+        data.insert(format!("{key}.syscalls"), serde_json::Value::Object(js));
     }
     progress(total, total, "done");
     report.data("pairs", serde_json::Value::Object(data));

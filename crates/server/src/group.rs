@@ -145,7 +145,9 @@ impl<H: GroupHandler> Group<H> {
     /// Does everything possible now: finishes handed-over logins, reads and writes
     /// ready sockets, offers messages to the handler (at most
     /// [`messages_per_poll`](ServerConfig::messages_per_poll) per connection), flushes,
-    /// runs heartbeats and timeouts on a slice of the connections, and reports
+    /// runs heartbeats and timeouts on a slice of the connections, refreshes a slice of
+    /// the live counters records once per
+    /// [`StatsSettings::interval`](crate::StatsSettings::interval), and reports
     /// disconnects. Never blocks; one `epoll_wait` with a zero timeout per call while
     /// the group has live TCP connections, one per
     /// [`readiness_interval`](ServerConfig::readiness_interval) or
@@ -173,6 +175,12 @@ impl<H: GroupHandler> Group<H> {
         }
         if !self.ready.is_empty() {
             self.serve_ready(now);
+        }
+        // The live counters: one comparison per poll; once per stats interval, a
+        // slice of the records (out of line).
+        let due = self.stats.due(now, self.entries.len());
+        if !due.is_empty() {
+            self.publish_stats(due, now);
         }
         self.timers(now);
     }
@@ -271,7 +279,12 @@ impl<H: GroupHandler> Group<H> {
         }
         ready.clear();
         self.spare = ready;
-        for i in self.stats.due(now, self.entries.len()) {
+    }
+
+    /// Writes the live counters records of the entries in `due` (plain stores).
+    #[inline(never)]
+    fn publish_stats(&mut self, due: std::ops::Range<usize>, now: Nanos) {
+        for i in due {
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 e.stats.publish(e.client, self.id, &e.conn, now);
             }
@@ -472,7 +485,9 @@ impl<H: GroupHandler> Group<H> {
                     if e.is_shm() && matches!(e.conn.rings().map(|r| r.peer_alive()), Some(Ok(false))) {
                         e.conn.close(CloseReason::PeerDied);
                     } else {
-                        e.conn.on_readable(now);
+                        // Read to the end (not only to a short read): the old link's
+                        // close may sit behind the bytes already read.
+                        e.conn.on_read_closed(now);
                     }
                 }
             }
