@@ -232,7 +232,7 @@ fn main() {
         let span = if opts.quick { Duration::from_millis(50) } else { Duration::from_millis(1000) };
         let counted = [("off", off.calls(&clock, span)), ("on", on.calls(&clock, span))];
         let mut md = String::from(
-            "| counters | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s)              |\n|---|---:|---:|---:|\n",
+            "| counters | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s) |\n|---|---:|---:|---:|\n",
         );
         let mut js = serde_json::Map::new();
         for (which, per) in &counted {

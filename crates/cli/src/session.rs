@@ -127,12 +127,20 @@ impl Session {
         Some(s.live.consumed.max(inbound.unwrap_or(0)))
     }
 
-    /// The transport the files show: shared memory if the session has its file.
+    /// The transport the files show: shared memory if the session has its file; none
+    /// (`-`) for a session that never carried anything (no login recorded, no message
+    /// either way: a fresh or reset store); otherwise TCP.
     pub(crate) fn transport(&self) -> &'static str {
         if matches!(self.shm, Some(Ok(_))) {
-            "shm"
-        } else {
-            "tcp"
+            return "shm";
+        }
+        match &self.summary {
+            Ok(s)
+                if s.session_word(SessionWord::LastLogin) == 0 && s.live.next_seq_hint == 0 && s.live.consumed == 0 =>
+            {
+                "-"
+            }
+            _ => "tcp",
         }
     }
 
@@ -146,7 +154,7 @@ impl Session {
             "epoch": s.and_then(|s| s.header.epoch).map(|e| e.to_string()),
             "error": self.summary.as_ref().err(),
             "capacity": s.map(|s| s.header.capacity),
-            "transport": self.transport(),
+            "transport": Some(self.transport()).filter(|t| *t != "-"),
             "queued": self.queued(),
             "queued_bytes": self.queued_bytes(),
             "consumed": self.consumed(),

@@ -66,6 +66,11 @@ fn reset_and_rm_refuse_a_live_session_then_do_what_they_say() {
         (i["queued"].as_u64(), i["state"]["next_seq"].as_u64(), i["state"]["consumed"].as_u64()),
         (Some(0), Some(0), Some(0))
     );
+    let ls = env.json(&["ls", env.server_dir().to_str().unwrap()], 0);
+    assert!(ls["sessions"][0]["transport"].is_null(), "a reset session has carried nothing yet: {ls:#}");
+    let text = env.text(&["ls", env.server_dir().to_str().unwrap()]);
+    let row: Vec<&str> = text.lines().find(|l| l.starts_with("Srv@bob")).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..5], ["Srv@bob", "server", "-", "-", "0"], "{text}");
     let text = env.text(&["rm", store_s]);
     assert_eq!(text, format!("removed {store_s}\n"));
     assert!(!exists(&store));
