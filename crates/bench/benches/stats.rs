@@ -164,11 +164,12 @@ fn main() {
             .into_iter()
             .filter(|(_, key, _)| opts.wants(key))
             .collect();
-    let total = kinds.len() * (2 * n + 2);
-    let mut step = 0;
+    let per_kind = 2 * n + 2;
+    let total = kinds.len() * per_kind;
     let mut report = Report::new("stats");
     let mut data = serde_json::Map::new();
-    for (kind, key, short) in kinds {
+    for (k, (kind, key, short)) in kinds.into_iter().enumerate() {
+        let mut step = k * per_kind;
         let (warm, span) = match (opts.quick, kind) {
             (true, _) => (Duration::from_millis(10), Duration::from_millis(40)),
             (false, TransportKind::Shm) => (Duration::from_millis(50), Duration::from_millis(300)),
@@ -228,7 +229,6 @@ fn main() {
         // System calls: the same count with the counters on as off (their refresh is
         // plain stores into a mapping), per round trip and per second.
         progress(step, total, &format!("{short} echo: counting system calls, counters off and on"));
-        step += 1;
         let span = if opts.quick { Duration::from_millis(50) } else { Duration::from_millis(1000) };
         let counted = [("off", off.calls(&clock, span)), ("on", on.calls(&clock, span))];
         let mut md = String::from(

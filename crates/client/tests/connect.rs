@@ -281,12 +281,12 @@ fn a_mismatch_found_by_the_client_is_typed_and_the_server_is_told() {
         assert!(read_frame(&mut s).is_none(), "nothing after the close");
     });
     match c.connect(addr, TransportKind::Tcp, now()) {
-        Err(
-            e @ ConnectError::SeqMismatch(LostState {
+        Err(e @ ConnectError::SeqMismatch(_))
+            if matches!(&e, ConnectError::SeqMismatch(l) if matches!(**l, LostState {
                 mismatch: SeqMismatch::LocalLostSent { peer_seen: 5, next_seq: 2 },
                 ..
-            }),
-        ) => {
+            })) =>
+        {
             assert!(!e.is_retryable(), "{e}");
             // The error names this side's store and the command that resets it.
             let store = c.store().path().display().to_string();
@@ -483,7 +483,7 @@ fn is_retryable_for_every_kind() {
     let n = |s: &str| s.parse().unwrap();
     let files = SessionFiles::new("/d".as_ref(), n("c"), n("s"), Side::Client, None, &Default::default());
     let mismatch = SeqMismatch::PeerLostSent { seen: 5, peer_next: 2 };
-    let m = ConnectError::SeqMismatch(LostState { mismatch, files, side: Side::Client });
+    let m = ConnectError::SeqMismatch(Box::new(LostState { mismatch, files, side: Side::Client }));
     assert!(!m.is_retryable());
     let busy =
         ConnectError::Shm(ShmError::Busy { path: "/dev/shm/x".into(), side: tcpshm_transport_shm::Side::Client });

@@ -57,9 +57,10 @@ pub enum ConnectError {
     },
     /// This side found that the two sides' sequence numbers do not fit (one side lost
     /// its state); nothing was reset silently. Names this side's files and the
-    /// command that resets the session.
+    /// command that resets the session. (Boxed: it names paths, and a login's
+    /// `Result` should stay small.)
     #[error("sequence mismatch: {0}")]
-    SeqMismatch(LostState),
+    SeqMismatch(Box<LostState>),
     /// The server's bytes were not a valid login reply.
     #[error("protocol error during login: {0}")]
     Protocol(#[from] ProtocolError),

@@ -163,11 +163,11 @@ impl<S: ByteStream> Connection<S> {
                 let reason = CloseReason::Protocol(ProtocolError::SeqMismatch(m));
                 self.goodbye(&mut stream, &reason);
                 self.session.refused(reason);
-                return Err(ConnectError::SeqMismatch(LostState {
+                return Err(ConnectError::SeqMismatch(Box::new(LostState {
                     mismatch: m,
                     files: self.files(Side::Client),
                     side: Side::Client,
-                }));
+                })));
             }
         };
         stream.set_nonblocking().map_err(|source| ConnectError::Io { op: "set non-blocking", source })?;
