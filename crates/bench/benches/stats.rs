@@ -38,7 +38,7 @@ struct Live {
     client: Ours<Client>,
     gen: Payloads,
     seq: u64,
-    _dir: Scratch,
+    dir: Scratch,
     _shm: ShmPrefix,
 }
 
@@ -61,7 +61,7 @@ impl Live {
         let addr = child.expect("ready").parse().expect("server address");
         let cfg = ours::client_config("bench", &dir.path().join("client"), shm.as_str(), 1 << 20, 64 * 1024);
         let client = Ours(ours::connect(cfg, addr, kind, clock));
-        let mut live = Live { child, client, gen: Payloads::new(), seq: 0, _dir: dir, _shm: shm };
+        let mut live = Live { child, client, gen: Payloads::new(), seq: 0, dir, _shm: shm };
         live.child.stop();
         live
     }
@@ -102,7 +102,7 @@ impl Live {
 impl Live {
     /// The server's and this thread's system calls per round trip over `span` (after a
     /// warm-up of a quarter of it), counted exactly (`syscalls::count`).
-    fn calls(&mut self, clock: &Clock, span: Duration) -> Result<syscalls::PerMessage, String> {
+    fn calls(&mut self, clock: &Clock, span: Duration) -> (Result<syscalls::PerMessage, String>, Names) {
         self.child.resume();
         let mut buf = [0u8; payload::MAX];
         let (client, gen, seq) = (&mut self.client, &mut self.gen, &mut self.seq);
@@ -122,10 +122,20 @@ impl Live {
         };
         spin(span / 4);
         let per = syscalls::count(self.child.pid(), || spin(span));
+        // The names, in a window of their own (strace slows the calls it sees): the
+        // server's thread only, as counted above.
+        let out = self.dir.path().join("strace");
+        let names = syscalls::Strace::attach(self.child.pid(), false, &out).and_then(|st| {
+            let n = spin(span / 2);
+            st.finish(false).map(|m| (m, n))
+        });
         self.child.stop();
-        per
+        (per, names)
     }
 }
+
+/// The server's system calls by name in a strace window, and the round trips in it.
+type Names = Result<(std::collections::BTreeMap<String, u64>, u64), String>;
 
 /// The server role: `ours::serve` with the counters file in `--stats DIR`, or off.
 fn role(name: &str, args: &[String]) {
@@ -232,14 +242,19 @@ fn main() {
         let span = if opts.quick { Duration::from_millis(50) } else { Duration::from_millis(1000) };
         let counted = [("off", off.calls(&clock, span)), ("on", on.calls(&clock, span))];
         let mut md = String::from(
-            "| counters | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s) |\n|---|---:|---:|---:|\n",
+            "| counters | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s) | server \
+             calls by name (strace, separate window: round trips) |\n|---|---:|---:|---:|---|\n",
         );
         let mut js = serde_json::Map::new();
-        for (which, per) in &counted {
+        for (which, (per, names)) in &counted {
+            let names = match names {
+                Ok((m, n)) => format!("{} ({n} RT)", syscalls::names_text(m)),
+                Err(e) => format!("not measured: {e}"),
+            };
             match per {
                 Ok(per) => {
                     md.push_str(&format!(
-                        "| {which} | {} ({}) | {:.4} ({}) | {:.4} ({}) |\n",
+                        "| {which} | {} ({}) | {:.4} ({}) | {:.4} ({}) | {names} |\n",
                         per.messages,
                         common::fmt_num(per.rate()),
                         per.server_per(),
@@ -252,16 +267,17 @@ fn main() {
                         serde_json::json!({
                             "round_trips": per.messages, "server_calls": per.server, "client_calls": per.client,
                             "server_per_rt": per.server_per(), "client_per_rt": per.client_per(), "seconds": per.secs,
+                            "server_names": names,
                         }),
                     );
                 }
                 Err(e) => {
-                    md.push_str(&format!("| {which} | not measured: {e} | | |\n"));
-                    js.insert(which.to_string(), serde_json::json!({ "not_measured": e }));
+                    md.push_str(&format!("| {which} | not measured: {e} | | | {names} |\n"));
+                    js.insert(which.to_string(), serde_json::json!({ "not_measured": e, "server_names": names }));
                 }
             }
         }
-        if let [(_, Ok(off_calls)), (_, Ok(on_calls))] = &counted {
+        if let [(_, (Ok(off_calls), _)), (_, (Ok(on_calls), _))] = &counted {
             let row = Row::new(
                 &format!("{key}.syscalls"),
                 &format!("{short} echo: server system calls per round trip, counters on (off beside)"),
