@@ -11,10 +11,10 @@
 //! # // SAFETY: u8 has no alignment or validity requirements.
 //! # let region: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast(), len) };
 //! var::init(region, cfg).unwrap();
-//! let (mut p, _c) = var::attach(region).unwrap();
+//! let (mut p, c) = var::attach(region).unwrap();
 //! p.alloc(2).unwrap().unwrap().copy_from_slice(b"hi");
 //! p.push(7).unwrap();
-//! drop(p);
+//! drop((p, c));
 //! let copy = region.to_vec(); // what a tool would copy out of a file
 //! let h = image::parse_header(&copy[..var::HEADER_LEN], copy.len()).unwrap();
 //! assert_eq!((h.config, h.read, h.write), (cfg, 0, 16));
