@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 use tcpshm_client::{Client, ClientConfig, ConnectError, LoginStatus, OpenError, TransportKind};
+use tcpshm_connection::{LostState, SessionFiles};
 use tcpshm_proto::close::CloseFrame;
 use tcpshm_proto::encode::encode_control;
 use tcpshm_proto::frame::{frame_len, msg_type, Header, HEADER_LEN};
@@ -16,7 +17,7 @@ use tcpshm_proto::login::{Limits, LoginReply, LoginRequest, SessionNumbers, MAX_
 use tcpshm_proto::session::{SeqMismatch, SeqRange};
 use tcpshm_proto::{CloseReason, Control, FrameError, Name, ProtocolError, Transport};
 use tcpshm_test_support::{now, wait_until, TempDir};
-use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmError, ShmFile};
+use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmError, ShmFile, Side};
 
 fn config(dir: &TempDir, name: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new(name.parse().unwrap(), dir.path());
@@ -280,8 +281,16 @@ fn a_mismatch_found_by_the_client_is_typed_and_the_server_is_told() {
         assert!(read_frame(&mut s).is_none(), "nothing after the close");
     });
     match c.connect(addr, TransportKind::Tcp, now()) {
-        Err(e @ ConnectError::SeqMismatch(SeqMismatch::LocalLostSent { peer_seen: 5, next_seq: 2 })) => {
+        Err(e @ ConnectError::SeqMismatch(_))
+            if matches!(&e, ConnectError::SeqMismatch(l) if matches!(**l, LostState {
+                mismatch: SeqMismatch::LocalLostSent { peer_seen: 5, next_seq: 2 },
+                ..
+            })) =>
+        {
             assert!(!e.is_retryable(), "{e}");
+            // The error names this side's store and the command that resets it.
+            let store = c.store().path().display().to_string();
+            assert!(e.to_string().contains(&format!("`tcpshm reset {store}")), "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -471,7 +480,10 @@ fn is_retryable_for_every_kind() {
     let io = ConnectError::Io { op: "connect", source: Error::from(ErrorKind::ConnectionRefused) };
     assert!(io.is_retryable());
     assert!(ConnectError::Closed.is_retryable());
-    let m = ConnectError::SeqMismatch(SeqMismatch::PeerLostSent { seen: 5, peer_next: 2 });
+    let n = |s: &str| s.parse().unwrap();
+    let files = SessionFiles::new("/d".as_ref(), n("c"), n("s"), Side::Client, None, &Default::default());
+    let mismatch = SeqMismatch::PeerLostSent { seen: 5, peer_next: 2 };
+    let m = ConnectError::SeqMismatch(Box::new(LostState { mismatch, files, side: Side::Client }));
     assert!(!m.is_retryable());
     let busy =
         ConnectError::Shm(ShmError::Busy { path: "/dev/shm/x".into(), side: tcpshm_transport_shm::Side::Client });

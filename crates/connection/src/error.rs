@@ -1,9 +1,10 @@
 //! Typed errors of opening a session and of a login.
 
+use crate::files::LostState;
 use tcpshm_persist::StoreError;
 use tcpshm_proto::handshake::Refusal;
 use tcpshm_proto::login::LoginStatus;
-use tcpshm_proto::session::{ConfigError, SeqMismatch};
+use tcpshm_proto::session::ConfigError;
 use tcpshm_proto::ProtocolError;
 use tcpshm_transport_shm::{RingError, ShmError};
 use tcpshm_transport_tcp::ExchangeError;
@@ -55,9 +56,11 @@ pub enum ConnectError {
         text: String,
     },
     /// This side found that the two sides' sequence numbers do not fit (one side lost
-    /// its state); nothing was reset silently.
+    /// its state); nothing was reset silently. Names this side's files and the
+    /// command that resets the session. (Boxed: it names paths, and a login's
+    /// `Result` should stay small.)
     #[error("sequence mismatch: {0}")]
-    SeqMismatch(#[from] SeqMismatch),
+    SeqMismatch(Box<LostState>),
     /// The server's bytes were not a valid login reply.
     #[error("protocol error during login: {0}")]
     Protocol(#[from] ProtocolError),

@@ -73,6 +73,7 @@ mod close_handle;
 mod config;
 mod connection;
 mod error;
+mod files;
 mod login;
 mod rings;
 mod sender;
@@ -84,6 +85,7 @@ pub use close_handle::CloseHandle;
 pub use config::{ConnectionConfig, ShmSettings};
 pub use connection::Connection;
 pub use error::{ConnectError, OpenError};
+pub use files::{LostState, SessionFiles};
 pub use login::{write_refusal, Connected};
 pub use sender::Sender;
 

@@ -4,14 +4,18 @@
 
 use crate::connection::{ring_reason, storage, Connection};
 use crate::error::ConnectError;
+use crate::files::LostState;
 use tcpshm_persist::{EpochChange, ResetInfo, SessionWord};
 use tcpshm_proto::decode::MAX_CONTROL_FRAME_LEN;
 use tcpshm_proto::encode::encode_control;
 use tcpshm_proto::frame::frame_len;
-use tcpshm_proto::handshake::{client_verdict, server_verdict, Epoch, PeerLogin, Refusal, ServerRules};
+use tcpshm_proto::handshake::{
+    client_verdict, counted_numbers, lost_state_text, server_verdict, Epoch, PeerLogin, Refusal, ServerRules,
+};
 use tcpshm_proto::login::{LoginReply, LoginRequest, LoginStatus, SessionNumbers, TransportKind, MAX_REPLY_LEN};
+use tcpshm_proto::session::SeqMismatch;
 use tcpshm_proto::{CloseReason, Control, Decoded, FrameKind, Name, Nanos, ProtocolError};
-use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmFile};
+use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmFile, Side};
 use tcpshm_transport_tcp::io::write_now;
 use tcpshm_transport_tcp::{exchange, ByteStream};
 
@@ -159,7 +163,11 @@ impl<S: ByteStream> Connection<S> {
                 let reason = CloseReason::Protocol(ProtocolError::SeqMismatch(m));
                 self.goodbye(&mut stream, &reason);
                 self.session.refused(reason);
-                return Err(m.into());
+                return Err(ConnectError::SeqMismatch(Box::new(LostState {
+                    mismatch: m,
+                    files: self.files(Side::Client),
+                    side: Side::Client,
+                })));
             }
         };
         stream.set_nonblocking().map_err(|source| ConnectError::Io { op: "set non-blocking", source })?;
@@ -238,6 +246,8 @@ impl<S: ByteStream> Connection<S> {
         let peer_consumed = peer.numbers.consumed;
         self.store.set_session_word(SessionWord::PeerMaxMessage, peer.limits.max_message.into());
         self.store.set_session_word(SessionWord::PeerQueueCapacity, peer.limits.queue_capacity);
+        // What a server's retention policy measures an old session's age from.
+        self.store.set_session_word(SessionWord::LastLogin, now);
         self.now = now;
         self.medium = medium;
         self.ring_fault = None;
@@ -311,10 +321,17 @@ impl<S: ByteStream> Connection<S> {
         };
         let peer = match server_verdict(req, rules, &self.session, largest) {
             Ok(p) => p,
-            Err(r) => return refused(self, r, stream),
+            Err(mut r) => {
+                if r.status == LoginStatus::SeqMismatch {
+                    if let Err(m) = self.session.check_login(&counted_numbers(req, rules)) {
+                        r.text = self.lost_state_refusal(&m, req.client, rules.name, created);
+                    }
+                }
+                return refused(self, r, stream);
+            }
         };
         if let Err(m) = self.session.after_login(&peer.numbers, peer.limits, now) {
-            let text = tcpshm_proto::handshake::mismatch_text(&m, &req.client, &rules.name);
+            let text = self.lost_state_refusal(&m, req.client, rules.name, created);
             return refused(self, Refusal { status: LoginStatus::SeqMismatch, text }, stream);
         }
         let shm_file_id = match (req.transport, &self.rings) {
@@ -367,6 +384,19 @@ impl<S: ByteStream> Connection<S> {
         self.rings = Some(Rings::new(file));
         self.resume_numbers()?;
         Ok(!existed)
+    }
+}
+
+impl<S: ByteStream> Connection<S> {
+    /// The refusal text of a lost state found by this server: who lost it, the
+    /// server's files and the command that resets the session, then the detail. A
+    /// shared-memory file this login created is not named (the refusal removes it).
+    fn lost_state_refusal(&self, m: &SeqMismatch, client: Name, server: Name, created_shm: bool) -> String {
+        let mut files = self.files(Side::Server);
+        if created_shm {
+            files.shm = None;
+        }
+        lost_state_text(m, &client, &server, &files.remedy(Side::Server))
     }
 }
 

@@ -116,3 +116,59 @@ pub(crate) fn evaluate(img: &Image<'_>, now: BootId) -> (CheckReport, Option<Pla
     };
     (CheckReport { verdict, findings }, plan)
 }
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::MachineRestarted { recorded } => write!(
+                f,
+                "the machine restarted since the last write (writer's boot id {recorded}): only synced state is trusted"
+            ),
+            Finding::CommitIncomplete { commit, stored, computed } => write!(
+                f,
+                "sync #{commit} was cut by the restart (batch checksum {computed:#010x}, recorded {stored:#010x}): \
+                 the previous sync is used"
+            ),
+            Finding::UnsyncedDropped { from_seq, count } => {
+                write!(f, "{count} messages pushed after the last sync (from seq {from_seq}) are dropped")
+            }
+            Finding::AckedFramesQueued { count } => {
+                write!(f, "{count} acknowledged messages are still queued (released at open)")
+            }
+            Finding::CounterRepaired { field, found, repaired } => {
+                write!(f, "counter `{field}` is {found} in the file; recovery uses {repaired}")
+            }
+            Finding::Unverified => {
+                f.write_str("written before a machine restart in Process mode: consistent, not verified")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Opens(Recovery::Created) => f.write_str("opens (new)"),
+            Verdict::Opens(Recovery::Resumed { .. }) => f.write_str("opens, resumed as written"),
+            Verdict::Opens(Recovery::RolledBack { commit, dropped, .. }) => {
+                write!(f, "opens, rolled back to sync #{commit} ({dropped} unsynced messages dropped)")
+            }
+            Verdict::Opens(Recovery::Unverified { .. }) => f.write_str("opens, unverified (machine restarted)"),
+            Verdict::RingDamaged(e) => write!(f, "DAMAGED: send queue region: {e}"),
+            Verdict::Damaged(e) => write!(f, "DAMAGED: {e}"),
+        }
+    }
+}
+
+impl Verdict {
+    /// Whether `open` would refuse the file (it needs [`Store::salvage`](crate::Store::salvage)
+    /// or removal).
+    ///
+    /// ```
+    /// use tcpshm_persist::{Recovery, Verdict};
+    /// assert!(!Verdict::Opens(Recovery::Created).is_damaged());
+    /// ```
+    pub fn is_damaged(&self) -> bool {
+        !matches!(self, Verdict::Opens(_))
+    }
+}

@@ -40,8 +40,15 @@ pub(crate) fn temp_name(local: &Name, remote: &Name) -> String {
     format!(".{local}@{remote}{FILE_SUFFIX}.tmp")
 }
 
-/// Parses a store file name back into its pair; `None` for any other file.
-pub(crate) fn parse_file_name(s: &str) -> Option<(Name, Name)> {
+/// Parses a store file name back into its pair (`local`, `remote`); `None` for any
+/// other file (temporary files included).
+///
+/// ```
+/// let (l, r) = tcpshm_persist::parse_file_name("c1@srv.tcpshm").unwrap();
+/// assert_eq!((l.as_str(), r.as_str()), ("c1", "srv"));
+/// assert!(tcpshm_persist::parse_file_name(".c1@srv.tcpshm.tmp").is_none());
+/// ```
+pub fn parse_file_name(s: &str) -> Option<(Name, Name)> {
     let stem = s.strip_suffix(FILE_SUFFIX)?;
     let (l, r) = stem.split_once('@')?;
     Some((Name::new(l).ok()?, Name::new(r).ok()?))

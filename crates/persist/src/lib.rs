@@ -204,9 +204,11 @@
 //! ## Tools
 //!
 //! [`Store::inspect`] (header, words, commit records, the messages `open` would
-//! resume with) and [`check`] (the verdict and typed [`Finding`]s) read a file
-//! without its lock, repairing nothing, safe on a live store; [`Store::salvage`]
-//! recovers a refused file's valid prefix.
+//! resume with), [`Store::summary`] (header and words only: one page) and [`check`]
+//! (the verdict and typed [`Finding`]s) read a file without its lock, repairing
+//! nothing, safe on a live store; [`Store::holder`] names the process holding a store
+//! (from the kernel's lock table, without probing the lock); [`Store::reset`] starts
+//! one session afresh; [`Store::salvage`] recovers a refused file's valid prefix.
 //!
 //! ## Limits
 //!
@@ -228,6 +230,7 @@ mod commit;
 mod cursor;
 mod error;
 mod files;
+mod holder;
 mod inspect;
 mod layout;
 mod lifecycle;
@@ -238,6 +241,7 @@ mod salvage;
 mod session;
 mod snapshot;
 mod store;
+mod summary;
 mod sync;
 mod walk;
 
@@ -245,7 +249,8 @@ pub use boot::BootId;
 pub use check::{check, CheckReport, Finding, Verdict};
 pub use cursor::{QueuedFrame, SendCursor, SendRun};
 pub use error::{HeaderError, Inconsistency, InspectError, OpenError, StoreError};
-pub use files::{file_name, FILE_SUFFIX};
+pub use files::{file_name, parse_file_name, FILE_SUFFIX};
+pub use holder::Holder;
 pub use inspect::{CommitInfo, InspectedFrame, Inspection, LiveWords, StoreState};
 pub use layout::{file_len, HeaderInfo, FORMAT_VERSION, FRAME_ALIGN, HEADER_PAGE, MAGIC, SESSION_WORDS};
 pub use options::{Durability, Options, MIN_CAPACITY};
@@ -253,3 +258,4 @@ pub use outcome::{EpochChange, Migration, OpenOutcome, Recovery, ResetInfo, Stor
 pub use salvage::{Salvage, SalvageSource, DAMAGED_SUFFIX};
 pub use session::SessionWord;
 pub use store::Store;
+pub use summary::Summary;

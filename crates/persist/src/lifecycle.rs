@@ -367,6 +367,53 @@ impl Store {
         Ok(r)
     }
 
+    /// Starts the session of `local@remote` in `dir` afresh: the store is replaced by
+    /// an empty one with the same capacity and epoch (queue, counters and session
+    /// words dropped, crash-safely: a new file renamed over the old one). `None` if
+    /// there is no such store; [`OpenError::Locked`] while a process holds it. The
+    /// operator's remedy for one session after a lost state on the other side
+    /// (`tcpshm reset`); a store that does not open (damaged) is refused with its
+    /// reason: remove it, or salvage it.
+    ///
+    /// ```
+    /// use tcpshm_persist::{OpenError, Options, Store};
+    /// use tcpshm_proto::Name;
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-persist-doc-reset-one-{}", std::process::id()));
+    /// let (me, peer) = (Name::new("srv").unwrap(), Name::new("c1").unwrap());
+    /// let (mut s, _) = Store::open(&dir, me, peer, &Options::new(4096), None, 0).unwrap();
+    /// s.alloc(1).unwrap().unwrap();
+    /// s.push(1, 0).unwrap();
+    /// assert!(matches!(Store::reset(&dir, me, peer, 5), Err(OpenError::Locked { .. })));
+    /// drop(s);
+    /// let r = Store::reset(&dir, me, peer, 5).unwrap().expect("a store was there");
+    /// assert_eq!((r.dropped, r.previous_next_seq), (1, 1));
+    /// let (s, _) = Store::open(&dir, me, peer, &Options::new(4096), None, 0).unwrap();
+    /// assert_eq!((s.next_seq(), s.created_unix_ns()), (0, 5));
+    /// # drop(s); Store::remove(&dir, me, peer).unwrap(); std::fs::remove_dir(&dir).ok();
+    /// ```
+    pub fn reset(
+        dir: impl AsRef<Path>,
+        local: Name,
+        remote: Name,
+        created_unix_ns: u64,
+    ) -> Result<Option<ResetInfo>, OpenError> {
+        let dir = Dir::open(dir.as_ref(), false)?;
+        let name = files::file_name(&local, &remote);
+        let path = dir.join(&name);
+        let Some(file) = dir.open_locked(&name, false)? else { return Ok(None) };
+        let expect = Expect { local, remote, capacity: None };
+        let mut store = Store::from_file(file, dir, path, &expect, Durability::Process, Origin::Existing)?;
+        let r = ResetInfo {
+            previous_epoch: store.info.epoch,
+            dropped: store.queue_depth() + store.staged,
+            previous_next_seq: store.next_seq,
+            previous_consumed: store.consumed,
+        };
+        let info = HeaderInfo { created_unix_ns, ..store.info };
+        store.rebuild(info, false)?;
+        Ok(Some(r))
+    }
+
     /// Makes `epoch` the store's epoch: nothing if it already is; adopted (queue and
     /// counters kept) if the store had none; otherwise a [`reset`](Self::reset_epoch).
     pub fn switch_epoch(&mut self, epoch: Name, created_unix_ns: u64) -> Result<EpochChange, OpenError> {

@@ -23,14 +23,16 @@ pub enum SessionWord {
     /// shared-memory file, whose rings carried the last of them, knows messages
     /// were lost instead of renumbering past them.
     Pushed,
-    /// Spare, for the connection layer's later use (0 until set).
-    Spare,
+    /// The caller's `now` at this side's last completed login (0 = never): what a
+    /// server's retention policy measures a session's age from. In the clock the
+    /// caller passes as `now` (the library reads none).
+    LastLogin,
 }
 
 impl SessionWord {
     /// Every session word, in storage order.
     pub const ALL: [SessionWord; crate::SESSION_WORDS] =
-        [SessionWord::PeerMaxMessage, SessionWord::PeerQueueCapacity, SessionWord::Pushed, SessionWord::Spare];
+        [SessionWord::PeerMaxMessage, SessionWord::PeerQueueCapacity, SessionWord::Pushed, SessionWord::LastLogin];
 
     /// Its index in storage order (0..[`SESSION_WORDS`](crate::SESSION_WORDS)).
     pub const fn index(self) -> usize {
@@ -38,7 +40,7 @@ impl SessionWord {
             SessionWord::PeerMaxMessage => 0,
             SessionWord::PeerQueueCapacity => 1,
             SessionWord::Pushed => 2,
-            SessionWord::Spare => 3,
+            SessionWord::LastLogin => 3,
         }
     }
 }

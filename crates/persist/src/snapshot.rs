@@ -120,9 +120,9 @@ pub(crate) fn copy_consistent(
 
 /// The mapping, read one aligned 8-byte word at a time with atomic loads (the owner
 /// stores its counters and indices atomically; no word is read torn).
-struct Mapped {
-    base: *const u8,
-    len: usize,
+pub(crate) struct Mapped {
+    pub(crate) base: *const u8,
+    pub(crate) len: usize,
 }
 
 impl Mapped {

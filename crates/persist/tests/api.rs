@@ -125,7 +125,7 @@ fn session_words_persist_across_reopen_migrate_and_adopt_and_reset_clears_them()
     }
     s.set_session_word(SessionWord::PeerMaxMessage, 1 << 20);
     s.set_session_word(SessionWord::PeerQueueCapacity, 64 << 20);
-    s.set_session_word(SessionWord::Spare, 7);
+    s.set_session_word(SessionWord::LastLogin, 7);
     let words = |s: &Store| SessionWord::ALL.map(|w| s.session_word(w));
     assert_eq!(words(&s), [1 << 20, 64 << 20, 0, 7]);
     drop(s);

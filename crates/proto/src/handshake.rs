@@ -134,11 +134,8 @@ pub fn server_verdict(
             text: format!("{} is not enabled on server {}", req.transport, rules.name),
         });
     }
-    // A client coming from another server starts a fresh session with us: its
-    // numbers and its queue belong to that other session, which it drops. A client
-    // that never logged in anywhere keeps its queue (and its numbers) for us.
-    let keeps_queue = req.last_server.is_none_or(|s| s == rules.name);
-    let numbers = if keeps_queue { req.numbers } else { SessionNumbers::default() };
+    let keeps_queue = keeps_queue(req, rules);
+    let numbers = counted_numbers(req, rules);
     if keeps_queue && req.largest_queued > rules.limits.max_message {
         return Err(Refusal {
             status: LoginStatus::LimitExceeded,
@@ -161,6 +158,40 @@ pub fn server_verdict(
         return Err(Refusal { status: LoginStatus::SeqMismatch, text: mismatch_text(&m, &req.client, &rules.name) });
     }
     Ok(PeerLogin { numbers, limits: req.limits })
+}
+
+/// Whether the client's queue and numbers belong to this session: a client coming
+/// from another server starts a fresh session with us (its numbers and its queue
+/// belong to that other session, which it drops); a client that never logged in
+/// anywhere keeps its queue (and its numbers) for us.
+fn keeps_queue(req: &LoginRequest<'_>, rules: &ServerRules) -> bool {
+    req.last_server.is_none_or(|s| s == rules.name)
+}
+
+/// The client's numbers as they count for this session (the epoch rule): its own if
+/// it last logged in to this server or never logged in, zero if it comes from
+/// another server. What [`server_verdict`] checks the server's session against.
+///
+/// ```
+/// use tcpshm_proto::handshake::{counted_numbers, ServerRules};
+/// use tcpshm_proto::login::{Limits, LoginRequest, SessionNumbers, TransportKind};
+/// use tcpshm_proto::session::SeqRange;
+/// let rules = ServerRules { name: "Day2".parse().unwrap(), tcp: true, shm: true, limits: Limits::default() };
+/// let numbers = SessionNumbers { consumed: 5, seen: 5, send_range: SeqRange::new(1, 3).unwrap() };
+/// let mut req = LoginRequest {
+///     client: "c".parse().unwrap(), last_server: Some("Day1".parse().unwrap()), transport: TransportKind::Tcp,
+///     numbers, limits: Limits::default(), largest_queued: 0, credential: b"",
+/// };
+/// assert_eq!(counted_numbers(&req, &rules), SessionNumbers::default());
+/// req.last_server = Some(rules.name);
+/// assert_eq!(counted_numbers(&req, &rules), numbers);
+/// ```
+pub fn counted_numbers(req: &LoginRequest<'_>, rules: &ServerRules) -> SessionNumbers {
+    if keeps_queue(req, rules) {
+        req.numbers
+    } else {
+        SessionNumbers::default()
+    }
 }
 
 /// How a client's session relates to the server it reached.
@@ -232,8 +263,28 @@ pub fn client_verdict(reply: &LoginReply<'_>, last_server: Option<Name>) -> Resu
 /// assert!(t.starts_with("server S lost its state"), "{t}");
 /// ```
 pub fn mismatch_text(m: &SeqMismatch, client: &Name, server: &Name) -> String {
+    lost_state_text(m, client, server, "")
+}
+
+/// [`mismatch_text`] with the remedy the detecting side adds (its files and the
+/// command that resets the session, which only the connection layer knows) between
+/// who lost its state and the detail: the order keeps what an operator acts on within
+/// a reply's [`MAX_TEXT_LEN`](crate::login::MAX_TEXT_LEN), the detail last.
+///
+/// ```
+/// use tcpshm_proto::handshake::lost_state_text;
+/// use tcpshm_proto::session::SeqMismatch;
+/// let m = SeqMismatch::PeerLostSent { seen: 3, peer_next: 0 };
+/// let t = lost_state_text(&m, &"c".parse().unwrap(), &"S".parse().unwrap(), "run `tcpshm reset /d/S@c.tcpshm`");
+/// assert!(t.starts_with("client c lost its state; run `tcpshm reset /d/S@c.tcpshm`; as the server sees it:"), "{t}");
+/// ```
+pub fn lost_state_text(m: &SeqMismatch, client: &Name, server: &Name, remedy: &str) -> String {
     let who = if m.peer_lost_state() { format!("client {client}") } else { format!("server {server}") };
-    format!("{who} lost its state; as the server sees it: {m}")
+    if remedy.is_empty() {
+        format!("{who} lost its state; as the server sees it: {m}")
+    } else {
+        format!("{who} lost its state; {remedy}; as the server sees it: {m}")
+    }
 }
 
 #[cfg(test)]

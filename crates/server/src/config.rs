@@ -1,5 +1,7 @@
 //! Server configuration with documented defaults, validated when the server is built.
 
+use crate::retention::Retention;
+use crate::stats::StatsSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tcpshm_connection::ConnectionConfig;
@@ -55,6 +57,14 @@ pub struct ServerConfig {
     /// per check, and with no login pending that check almost always finds nothing.
     /// Default 1 ms.
     pub accept_interval: Nanos,
+    /// The live counters file (`tcpshm stat`): on by default, in `/dev/shm`.
+    pub stats: StatsSettings,
+    /// What happens to the sessions of this server's earlier names (a server renamed
+    /// per trading day leaves yesterday's behind). Default [`Retention::Keep`].
+    pub retention: Retention,
+    /// How often the control thread applies [`retention`](Self::retention) (it does
+    /// at its first poll too). Default 60 s.
+    pub retention_interval: Nanos,
 }
 
 impl ServerConfig {
@@ -72,6 +82,9 @@ impl ServerConfig {
             messages_per_poll: 256,
             readiness_interval: 20_000,
             accept_interval: 1_000_000,
+            stats: StatsSettings::default(),
+            retention: Retention::Keep,
+            retention_interval: 60_000_000_000,
         }
     }
 
@@ -99,6 +112,24 @@ impl ServerConfig {
         }
         if self.messages_per_poll == 0 {
             return Err(ConfigError::Zero("messages_per_poll"));
+        }
+        if self.retention_interval == 0 {
+            return Err(ConfigError::Timing("the retention interval must be more than 0"));
+        }
+        if self.stats.enabled {
+            if tcpshm_stats::StatsDir::new(&self.stats.dir, &self.stats.prefix).is_err() {
+                return Err(ConfigError::ShmPrefix(self.stats.prefix.clone()));
+            }
+            if self.stats.records == 0 {
+                return Err(ConfigError::Zero("stats.records"));
+            }
+            if self.stats.records > tcpshm_stats::MAX_RECORDS {
+                let max = tcpshm_stats::MAX_RECORDS as u64;
+                return Err(ConfigError::TooLarge { field: "stats.records", value: self.stats.records as u64, max });
+            }
+            if self.stats.interval == 0 {
+                return Err(ConfigError::Timing("the stats interval must be more than 0"));
+            }
         }
         Ok(())
     }
@@ -152,6 +183,24 @@ mod tests {
         assert_eq!(with(|c| c.messages_per_poll = 0), Err(ConfigError::Zero("messages_per_poll")));
         assert!(matches!(with(|c| c.login_timeout = 0), Err(ConfigError::Timing(_))));
         assert!(matches!(with(|c| c.connection.queue_bytes = 3), Err(ConfigError::QueueSize { .. })));
+    }
+
+    #[test]
+    fn stats_and_retention_settings() {
+        assert_eq!(with(|c| c.stats.records = 0), Err(ConfigError::Zero("stats.records")));
+        assert!(matches!(with(|c| c.stats.records = usize::MAX), Err(ConfigError::TooLarge { .. })));
+        assert!(matches!(with(|c| c.stats.interval = 0), Err(ConfigError::Timing(_))));
+        assert!(matches!(with(|c| c.stats.prefix = "a/b".into()), Err(ConfigError::ShmPrefix(_))));
+        assert_eq!(
+            with(|c| {
+                c.stats.enabled = false;
+                c.stats.records = 0;
+            }),
+            Ok(())
+        );
+        assert!(matches!(with(|c| c.retention_interval = 0), Err(ConfigError::Timing(_))));
+        let c = valid();
+        assert_eq!((c.retention, c.retention_interval), (Retention::Keep, 60_000_000_000));
     }
 
     #[test]

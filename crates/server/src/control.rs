@@ -6,7 +6,9 @@ use crate::handler::{LoginHandler, LoginInfo};
 use crate::handoff::Handoff;
 use crate::pending::{Failure, OwnedLogin, Pending, Progress};
 use crate::policy::{GroupId, ShardPolicy};
+use crate::retention::{RemovedSession, Sweeper};
 use crate::slot::{Counts, Load, Slot};
+use crate::stats::ControlStatsWriter;
 use crate::sync::Ordering;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -18,6 +20,7 @@ use tcpshm_proto::handshake::Refusal;
 use tcpshm_proto::login::LoginStatus;
 use tcpshm_proto::{Name, Nanos};
 use tcpshm_ring::spsc;
+use tcpshm_stats::{ServerRecord, ServerSlot};
 
 /// Tokens below this are listeners; pending logins use `LISTENER_TOKENS + slot`.
 const LISTENER_TOKENS: usize = 64;
@@ -39,6 +42,8 @@ pub struct ControlStats {
     pub refused: u64,
     /// Pending logins dropped by the login timeout.
     pub timed_out: u64,
+    /// Sessions of earlier server names removed by the retention policy.
+    pub sessions_removed: u64,
 }
 
 /// The control part of a server: accept, login, admission. Poll it from one thread
@@ -64,6 +69,8 @@ pub struct Control<L, P> {
     stats: ControlStats,
     /// When the listeners and pending logins are next checked for readiness.
     next_check: Nanos,
+    sweeper: Sweeper,
+    published: ControlStatsWriter,
 }
 
 fn refusal(status: LoginStatus, text: impl Into<String>) -> Refusal {
@@ -78,6 +85,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         counts: Arc<Counts>,
         login: L,
         policy: P,
+        stats: Option<ServerSlot>,
     ) -> std::io::Result<Control<L, P>> {
         let poller = Poll::new()?;
         let mut listeners = listeners;
@@ -85,6 +93,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             poller.registry().register(l, Token(k), Interest::READABLE)?;
         }
         let n = groups.len();
+        let (sweeper, published) = (Sweeper::new(&cfg), ControlStatsWriter::new(stats, &cfg));
         Ok(Control {
             cfg,
             poller,
@@ -102,6 +111,8 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             policy,
             stats: ControlStats::default(),
             next_check: 0,
+            sweeper,
+            published,
         })
     }
 
@@ -112,7 +123,15 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
 
     /// Counters.
     pub fn stats(&self) -> ControlStats {
-        self.stats
+        ControlStats { sessions_removed: self.sweeper.removed, ..self.stats }
+    }
+
+    /// Applies [`ServerConfig::retention`](crate::ServerConfig::retention) now (the
+    /// control thread also does at its first poll and every
+    /// [`retention_interval`](crate::ServerConfig::retention_interval)) and returns
+    /// the sessions it removed (e.g. to log them: the library never prints).
+    pub fn sweep_sessions(&mut self, now: Nanos) -> Vec<RemovedSession> {
+        self.sweeper.sweep(&self.cfg, now)
     }
 
     /// Logins waiting for their request.
@@ -170,6 +189,11 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         }
         self.tokens = tokens;
         self.expire(now);
+        let swept = self.sweeper.maybe_sweep(&self.cfg, now);
+        if self.published.due(now, swept) {
+            let r = self.server_record(now);
+            self.published.write(&r);
+        }
     }
 
     fn accept(&mut self, k: usize, now: Nanos) {
@@ -322,6 +346,16 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             return Ok((group, slot, false));
         }
         Err(refusal(LoginStatus::AlreadyLoggedIn, format!("a login of client {} is already in progress", info.client)))
+    }
+
+    fn server_record(&self, now: Nanos) -> ServerRecord {
+        let mut r = ServerRecord::default();
+        (r.now, r.accepted, r.admitted, r.refused) =
+            (now, self.stats.accepted, self.stats.admitted, self.stats.refused);
+        (r.timed_out, r.pending) = (self.stats.timed_out, self.pending_count as u64);
+        r.live = self.counts.live.load(Ordering::Relaxed) as u64;
+        (r.sessions_removed, r.sweeps) = (self.sweeper.removed, self.sweeper.sweeps);
+        r
     }
 
     fn expire(&mut self, now: Nanos) {

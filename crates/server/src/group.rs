@@ -5,6 +5,7 @@ use crate::handler::{Conn, GroupHandler, Handled};
 use crate::handoff::Handoff;
 use crate::policy::GroupId;
 use crate::slot::{Counts, Load, Slot};
+use crate::stats::{EntryStats, GroupStats};
 use crate::sync::Ordering;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -16,6 +17,7 @@ use tcpshm_proto::handshake::{Refusal, ServerRules};
 use tcpshm_proto::login::{LoginStatus, TransportKind};
 use tcpshm_proto::{CloseReason, Name, Nanos, Transport};
 use tcpshm_ring::spsc;
+use tcpshm_stats::StatsFile;
 use tcpshm_transport_shm::Side;
 
 /// What a readiness event asks of a connection's stream.
@@ -41,6 +43,8 @@ struct Entry {
     up: bool,
     /// In the `ready` list for this poll.
     queued: bool,
+    /// Its live counters record.
+    stats: EntryStats,
 }
 
 impl Entry {
@@ -79,6 +83,7 @@ pub struct Group<H> {
     load: Load,
     counts: Arc<Counts>,
     rules: ServerRules,
+    stats: GroupStats,
 }
 
 impl<H: GroupHandler> Group<H> {
@@ -89,12 +94,14 @@ impl<H: GroupHandler> Group<H> {
         inbox: spsc::Consumer<Handoff>,
         load: Load,
         counts: Arc<Counts>,
+        stats: Option<StatsFile>,
     ) -> std::io::Result<Group<H>> {
         let limits = tcpshm_proto::login::Limits {
             max_message: cfg.connection.session.max_message,
             queue_capacity: cfg.connection.queue_bytes as u64,
         };
         let rules = ServerRules { name: cfg.name, tcp: cfg.enable_tcp, shm: cfg.enable_shm, limits };
+        let stats = GroupStats::new(stats, &cfg);
         Ok(Group {
             id,
             cfg,
@@ -115,6 +122,7 @@ impl<H: GroupHandler> Group<H> {
             load,
             counts,
             rules,
+            stats,
         })
     }
 
@@ -137,7 +145,9 @@ impl<H: GroupHandler> Group<H> {
     /// Does everything possible now: finishes handed-over logins, reads and writes
     /// ready sockets, offers messages to the handler (at most
     /// [`messages_per_poll`](ServerConfig::messages_per_poll) per connection), flushes,
-    /// runs heartbeats and timeouts on a slice of the connections, and reports
+    /// runs heartbeats and timeouts on a slice of the connections, refreshes a slice of
+    /// the live counters records once per
+    /// [`StatsSettings::interval`](crate::StatsSettings::interval), and reports
     /// disconnects. Never blocks; one `epoll_wait` with a zero timeout per call while
     /// the group has live TCP connections, one per
     /// [`readiness_interval`](ServerConfig::readiness_interval) or
@@ -165,6 +175,12 @@ impl<H: GroupHandler> Group<H> {
         }
         if !self.ready.is_empty() {
             self.serve_ready(now);
+        }
+        // The live counters: one comparison per poll; once per stats interval, a
+        // slice of the records (out of line).
+        let due = self.stats.due(now, self.entries.len());
+        if !due.is_empty() {
+            self.publish_stats(due, now);
         }
         self.timers(now);
     }
@@ -265,6 +281,16 @@ impl<H: GroupHandler> Group<H> {
         self.spare = ready;
     }
 
+    /// Writes the live counters records of the entries in `due` (plain stores).
+    #[inline(never)]
+    fn publish_stats(&mut self, due: std::ops::Range<usize>, now: Nanos) {
+        for i in due {
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                e.stats.publish(e.client, self.id, &e.conn, now);
+            }
+        }
+    }
+
     fn mark(&mut self, i: usize) {
         if let Some(Some(e)) = self.entries.get_mut(i) {
             if !e.queued {
@@ -344,6 +370,8 @@ impl<H: GroupHandler> Group<H> {
             self.load.fetch_sub(1, Ordering::Relaxed);
             self.counts.live.fetch_sub(1, Ordering::Relaxed);
             let reason = e.conn.close_reason().cloned().unwrap_or(CloseReason::RemoteClosed);
+            e.stats.on_close(&reason);
+            e.stats.publish(e.client, self.id, &e.conn, self.stats.now());
             self.handler.on_disconnected(&e.client, &reason);
         }
     }
@@ -382,6 +410,7 @@ impl<H: GroupHandler> Group<H> {
                         registered: false,
                         up: false,
                         queued: false,
+                        stats: self.stats.entry(),
                     };
                     (self.insert(entry), created)
                 }
@@ -431,6 +460,8 @@ impl<H: GroupHandler> Group<H> {
             self.tcp_up += 1;
         }
         slot.connected();
+        e.stats.on_login(now, e.peer);
+        e.stats.publish(e.client, self.id, &e.conn, now);
         // The load was raised when the login was claimed (by control, or by
         // `supersede`), so that the policy sees logins in flight.
         let mut close = None;

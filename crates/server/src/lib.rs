@@ -18,7 +18,16 @@
 //! under [`ServerConfig::storage_dir`], and in the session's shared-memory rings when
 //! it uses them. A client that reconnects — over either transport — resumes exactly
 //! where both sides' consumed counts say. A server started under a new name starts
-//! fresh sessions.
+//! fresh sessions; the sessions of its earlier names stay, or go, as
+//! [`ServerConfig::retention`] says ([`Retention`]).
+//!
+//! **Live counters.** A server publishes per-session counters (state, transport,
+//! queue depth, sent/acked/resent, received/popped, heartbeats, last close reason,
+//! last activity) and its own login counts in a small shared-memory file
+//! ([`StatsSettings`]; the `tcpshm-stats` crate has the layout and the reader, and
+//! `tcpshm stat` shows it). Each group refreshes its records once per
+//! [`StatsSettings::interval`] with plain stores: no system call and no lock on the
+//! message path.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -28,8 +37,10 @@ mod handler;
 mod handoff;
 mod pending;
 mod policy;
+mod retention;
 mod server;
 mod slot;
+mod stats;
 mod sync;
 
 pub use config::ServerConfig;
@@ -37,7 +48,9 @@ pub use control::{Control, ControlStats};
 pub use group::Group;
 pub use handler::{AcceptAll, Conn, GroupHandler, Handled, LoginHandler, LoginInfo, Reject};
 pub use policy::{ByName, GroupId, LeastLoaded, RoundRobin, ShardPolicy};
+pub use retention::{Removal, RemovedSession, Retention};
 pub use server::{Server, ServerError};
+pub use stats::StatsSettings;
 pub use tcpshm_connection::ConnectionConfig;
 pub use tcpshm_proto::login::TransportKind;
 pub use tcpshm_proto::session::ConfigError;

@@ -31,6 +31,10 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The live counters file could not be created (disable it with
+    /// `ServerConfig::stats.enabled = false`).
+    #[error("cannot create the live counters file: {0}")]
+    Stats(#[from] tcpshm_stats::StatsError),
     /// Creating the storage directory or a poller failed.
     #[error("{what}: {source}")]
     Io {
@@ -94,6 +98,7 @@ impl<L: LoginHandler, P: ShardPolicy, H: GroupHandler> Server<L, P, H> {
                 .map_err(|source| ServerError::Bind { addr: *addr, source })?;
             listeners.push(l);
         }
+        let (stats, server_stats) = crate::stats::create_file(&cfg)?;
         let cfg = Arc::new(cfg);
         let counts = Arc::new(Counts::default());
         let mut links = Vec::new();
@@ -102,11 +107,11 @@ impl<L: LoginHandler, P: ShardPolicy, H: GroupHandler> Server<L, P, H> {
             let (outbox, inbox) = spsc::channel(HANDOFF_QUEUE);
             let load = Arc::new(AtomicUsize::new(0));
             links.push(GroupLink { outbox, load: load.clone() });
-            let g = Group::new(id, cfg.clone(), handler, inbox, load, counts.clone())
+            let g = Group::new(id, cfg.clone(), handler, inbox, load, counts.clone(), stats.clone())
                 .map_err(|source| ServerError::Io { what: "cannot create a group's poller", source })?;
             groups.push(g);
         }
-        let control = Control::new(cfg, listeners, links, counts, login, policy)
+        let control = Control::new(cfg, listeners, links, counts, login, policy, server_stats)
             .map_err(|source| ServerError::Io { what: "cannot create the control poller", source })?;
         Ok(Server { control, groups })
     }

@@ -233,6 +233,15 @@ pub enum ShmError {
         /// Why.
         error: AttachError,
     },
+    /// The file kept changing while an inspection copied it: nothing was misread;
+    /// try again (a busy ring may need a quieter moment).
+    #[error("{}: the file changed while being read ({attempts} attempts)", path.display())]
+    ChangedWhileReading {
+        /// The file.
+        path: PathBuf,
+        /// Copies attempted.
+        attempts: u32,
+    },
     /// A file of one side was given where the other side's is needed.
     #[error("a {found}-side file was given where a {expected}-side file is needed")]
     WrongSide {

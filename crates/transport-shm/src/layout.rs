@@ -208,6 +208,32 @@ pub(crate) fn write_control(block: &mut [u8], geo: &Geometry, server: &Name, cli
     b[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
 }
 
+/// The names stored in a control block copy, if they are valid names (the
+/// inspection validates the rest against them).
+pub(crate) fn stored_names(b: &[u8; CONTROL_LEN]) -> Option<(Name, Name)> {
+    let name = |len_off: usize, off: usize| {
+        let len = (b[len_off] as usize).min(MAX_NAME_LEN);
+        std::str::from_utf8(&b[off..off + len]).ok().and_then(|s| Name::new(s).ok())
+    };
+    Some((name(OFF_SERVER_LEN, OFF_SERVER_NAME)?, name(OFF_CLIENT_LEN, OFF_CLIENT_NAME)?))
+}
+
+/// The live fields of a control block copy: session epoch, pids (0: none), consumed
+/// counts of the server→client and client→server rings.
+pub(crate) fn live_fields(b: &[u8; CONTROL_LEN]) -> (u64, u32, u32, u64, u64) {
+    (
+        u64_at(b, OFF_EPOCH),
+        u32_at(b, OFF_SERVER_PID),
+        u32_at(b, OFF_CLIENT_PID),
+        u64_at(b, OFF_S2C_CONSUMED),
+        u64_at(b, OFF_C2S_CONSUMED),
+    )
+}
+
+pub(crate) fn file_id_of(b: &[u8; CONTROL_LEN]) -> u64 {
+    u64_at(b, OFF_FILE_ID)
+}
+
 fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }

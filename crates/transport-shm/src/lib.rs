@@ -35,6 +35,10 @@
 //! with a typed [`ShmError`] naming what is wrong. A file with other capacities is
 //! never misread ([`ShmError::CapacityMismatch`]).
 //!
+//! **Inspection is read-only**: [`ShmFile::inspect`] copies the control block and
+//! both rings without a lock or a write (tools: `tcpshm inspect`, `ls`, `check`,
+//! `gc`), and says which sides are attached.
+//!
 //! **Removal is explicit**: files are never removed implicitly; only
 //! [`ShmDir::remove`] deletes one and [`ShmFile::create_fresh`] / [`ShmFile::reset`]
 //! replace one (each refused while either side is attached).
@@ -99,12 +103,14 @@ mod dir;
 mod error;
 mod file;
 mod guard;
+mod inspect;
 pub mod layout;
 mod rings;
 
 pub use dir::{prefix_ok, ShmDir, ShmEntry, MAX_PREFIX_LEN, SUFFIX};
 pub use error::{Direction, ShmError, Side};
 pub use file::ShmFile;
+pub use inspect::{RingInspection, ShmFrame, ShmInspection};
 pub use layout::Capacities;
 pub use rings::{Ready, RingError, RingMsg, RingRx, RingTx, Rings};
 

@@ -116,6 +116,16 @@ pub enum ConfigError {
     /// The shared-memory file prefix is not usable in a file name.
     #[error("shm prefix {0:?} is invalid: use up to 64 ASCII letters, digits, '_', '-' or '.', not starting with '.'")]
     ShmPrefix(String),
+    /// A setting is above its largest value.
+    #[error("{field} is {value}; at most {max}")]
+    TooLarge {
+        /// Which setting.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// Its largest value.
+        max: u64,
+    },
     /// A server with no listen address.
     #[error("no listen address configured")]
     NoListenAddress,

@@ -54,6 +54,11 @@ const OFF_PRODUCER_CLAIMS: usize = 64;
 const OFF_CONSUMER_CLAIMS: usize = 80;
 const OFF_WRITE: usize = 128;
 const OFF_READ: usize = 256;
+/// Offset of the write index in the header (for tools that copy a region: see
+/// [`image`](super::image)).
+pub const OFF_WRITE_INDEX: usize = OFF_WRITE;
+/// Offset of the read index in the header.
+pub const OFF_READ_INDEX: usize = OFF_READ;
 
 /// Offsets of every atomic of the header, for formatting (and, under loom, dropping).
 pub(crate) const ATOMICS_U32: [usize; 2] = [OFF_PRODUCER_PARKED, OFF_CONSUMER_PARKED];

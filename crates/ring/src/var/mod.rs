@@ -57,6 +57,7 @@
 mod consumer;
 mod error;
 pub mod frame;
+pub mod image;
 pub mod layout;
 mod peer;
 mod producer;
