@@ -1,5 +1,4 @@
-//! `docs/cli.md` (the README's section on the command) stays true: this test reads
-//! its transcript — the `$ ` lines of its console blocks and the output under each
+//! The README's section on the command stays true: this test reads its transcript — the `$ ` lines of its console blocks and the output under each
 //! `$ tcpshm ...` — and plays it against a deployment of its own: each `echo_server`
 //! line starts a server (in this process), each `echo_client` line logs a client in
 //! (one streaming on its own thread when the line runs in the background), each
@@ -29,9 +28,16 @@ enum Step {
     Shell(String),
 }
 
+/// The heading of the README's section on the command.
+const SECTION: &str = "## The `tcpshm` command";
+
 fn transcript() -> Vec<Step> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The section from its heading to the next second-level heading.
+    let start = readme.find(SECTION).unwrap_or_else(|| panic!("README.md has no section {SECTION:?}"));
+    let doc = &readme[start..];
+    let doc = &doc[..doc[SECTION.len()..].find("\n## ").map_or(doc.len(), |k| k + SECTION.len() + 1)];
     let mut steps = Vec::new();
     let mut in_block = false;
     for line in doc.lines() {
@@ -116,7 +122,7 @@ fn flag<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn docs_cli_md_is_true() {
+fn the_readme_section_on_the_command_is_true() {
     let env = Env::new("cli-readme");
     let steps = transcript();
     let ran = steps.iter().filter(|s| matches!(s, Step::Tcpshm { .. })).count();
@@ -219,7 +225,7 @@ fn docs_cli_md_is_true() {
         }
     }
     for cmd in ["ls", "inspect", "check", "stat", "gc", "reset"] {
-        assert!(covered.contains(cmd), "docs/cli.md shows `tcpshm {cmd}`");
+        assert!(covered.contains(cmd), "the README shows `tcpshm {cmd}`");
     }
     drop(jobs);
 }
