@@ -160,6 +160,9 @@ impl<S: ByteStream> Transport for Client<S> {
     fn push_more(&mut self, msg_type: u16) -> Result<(), SendError> {
         self.conn.push_more(msg_type)
     }
+    fn discard_staged(&mut self) -> u64 {
+        self.conn.discard_staged()
+    }
     #[inline]
     fn front(&mut self) -> Option<Msg<'_>> {
         self.conn.front()

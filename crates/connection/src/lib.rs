@@ -85,7 +85,7 @@ pub use config::{ConnectionConfig, ShmSettings};
 pub use connection::Connection;
 pub use error::{ConnectError, OpenError};
 pub use login::{write_refusal, Connected};
-pub use sender::Sender;
+pub use sender::{Batch, Sender};
 
 /// The threading promises of the public types, checked at compile time.
 #[allow(dead_code)]
