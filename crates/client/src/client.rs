@@ -4,7 +4,7 @@
 use crate::config::ClientConfig;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
-use tcpshm_connection::{ConnectError, Connected, Connection, OpenError, Sender};
+use tcpshm_connection::{Batch, ConnectError, Connected, Connection, OpenError, Sender};
 use tcpshm_persist::Store;
 use tcpshm_proto::login::TransportKind;
 use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
@@ -108,6 +108,30 @@ impl<S: ByteStream> Client<S> {
     /// [`Connection::front_split`]).
     pub fn front_split(&mut self) -> Option<(Msg<'_>, Sender<'_>)> {
         self.conn.front_split()
+    }
+
+    /// Starts an all-or-nothing batch (see [`Batch`]): the messages pushed into it
+    /// reach the server all together once [committed](Batch::commit), or none of them
+    /// (an [`abort`](Batch::abort), dropping the batch, a crash before the commit).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-client-doc-batch-{}", std::process::id()));
+    /// use tcpshm_client::{Client, ClientConfig};
+    /// use tcpshm_proto::Transport;
+    ///
+    /// let mut client = Client::open(ClientConfig::new("trader-1".parse().unwrap(), &dir), 0).unwrap();
+    /// let mut batch = client.batch().unwrap();
+    /// for leg in [&b"buy 100 A"[..], b"sell 100 B"] {
+    ///     let Some(buf) = batch.alloc(leg.len()).unwrap() else { return }; // full: nothing sent
+    ///     buf.copy_from_slice(leg);
+    ///     batch.push(1).unwrap();
+    /// }
+    /// batch.commit().unwrap();
+    /// assert_eq!(client.counters().next_seq, 2);
+    /// # drop(client); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    pub fn batch(&mut self) -> Result<Batch<'_>, SendError> {
+        self.conn.sender().into_batch()
     }
 
     /// Messages pushed and published but not yet consumed by the server, and the

@@ -117,9 +117,24 @@ impl<'a> Sender<'a> {
     /// assert_eq!(c.counters().next_seq, 2);
     /// # drop(c); std::fs::remove_dir_all(&dir).ok();
     /// ```
-    pub fn batch(&mut self) -> Result<Batch<'_, 'a>, SendError> {
+    pub fn batch(&mut self) -> Result<Batch<'_>, SendError> {
+        self.reborrow().into_batch()
+    }
+
+    /// [`batch`](Self::batch), consuming this sender (e.g. one just made by
+    /// [`Connection::sender`] that a function returns).
+    pub fn into_batch(mut self) -> Result<Batch<'a>, SendError> {
         self.publish()?;
         Ok(Batch { send: self, staged: 0, open: true })
+    }
+
+    /// This sender for a shorter time.
+    fn reborrow(&mut self) -> Sender<'_> {
+        let to = match &mut self.to {
+            To::Store(store) => To::Store(store),
+            To::Ring { tx, ring_next, linked } => To::Ring { tx, ring_next, linked: *linked },
+        };
+        Sender { session: self.session, to, behind: self.behind }
     }
 
     /// Completes the allocated message and numbers it, without publishing it.
@@ -178,19 +193,19 @@ impl<'a> Sender<'a> {
 /// happens: a queue too full for the last message (abort), a crash before the commit
 /// (the staged messages were never published), a disconnect.
 #[must_use = "a batch dropped without commit is aborted"]
-pub struct Batch<'s, 'a> {
-    send: &'s mut Sender<'a>,
+pub struct Batch<'a> {
+    send: Sender<'a>,
     staged: u64,
     open: bool,
 }
 
-impl std::fmt::Debug for Batch<'_, '_> {
+impl std::fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch").field("staged", &self.staged).finish_non_exhaustive()
     }
 }
 
-impl Batch<'_, '_> {
+impl Batch<'_> {
     /// Reserves `len` bytes for the batch's next message (zero-copy). `Ok(None)`: the
     /// queue is full now — abort the batch (or drop it) and try again later.
     #[inline]
@@ -233,7 +248,7 @@ impl Batch<'_, '_> {
     }
 }
 
-impl Drop for Batch<'_, '_> {
+impl Drop for Batch<'_> {
     fn drop(&mut self) {
         if self.open {
             self.send.discard();
@@ -245,6 +260,7 @@ impl<S: ByteStream> Connection<S> {
     /// The front message and the send side, borrowed together.
     #[inline]
     pub fn front_split(&mut self) -> Option<(Msg<'_>, Sender<'_>)> {
+        self.catch_up_for_sender();
         let linked = self.stream.is_some();
         if self.medium == TransportKind::Shm && self.rings.is_some() {
             if !self.receives_from_rings() {
@@ -271,9 +287,20 @@ impl<S: ByteStream> Connection<S> {
         Some((msg, Sender { session: &mut self.session, to: To::Store(&mut self.store), behind }))
     }
 
+    /// A sender cannot copy what the ring holds into the store (a session that moved
+    /// from shared memory to a stream) as `alloc` does: catch up before handing one
+    /// out, so that it is not kept waiting on a copy nobody makes.
+    #[inline]
+    fn catch_up_for_sender(&mut self) {
+        if self.store_behind() {
+            self.catch_up_store();
+        }
+    }
+
     /// The send side alone.
     #[inline]
     pub fn sender(&mut self) -> Sender<'_> {
+        self.catch_up_for_sender();
         let linked = self.stream.is_some();
         let to_ring = self.queue.to_ring;
         let behind = self.store_behind();

@@ -10,13 +10,13 @@ use crate::slot::{Counts, Load, Slot};
 use crate::sync::Ordering;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::HashMap;
+use crate::directory::Directory;
 use std::sync::Arc;
 use std::time::Duration;
 use tcpshm_connection::write_refusal;
 use tcpshm_proto::handshake::Refusal;
 use tcpshm_proto::login::LoginStatus;
-use tcpshm_proto::{Name, Nanos};
+use tcpshm_proto::Nanos;
 use tcpshm_ring::spsc;
 
 /// Tokens below this are listeners; pending logins use `LISTENER_TOKENS + slot`.
@@ -53,9 +53,9 @@ pub struct Control<L, P> {
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
     pending_count: usize,
-    /// Every client seen in this process: its group (sticky, so its session object is
-    /// found again) and its slot.
-    table: HashMap<Name, (GroupId, Arc<Slot>)>,
+    /// Every client seen in this process: its home group (sticky, so its session
+    /// object is found again) and its slot; shared with the groups.
+    dir: Arc<Directory>,
     groups: Vec<GroupLink>,
     loads: Vec<usize>,
     counts: Arc<Counts>,
@@ -76,6 +76,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         listeners: Vec<TcpListener>,
         groups: Vec<GroupLink>,
         counts: Arc<Counts>,
+        dir: Arc<Directory>,
         login: L,
         policy: P,
     ) -> std::io::Result<Control<L, P>> {
@@ -94,7 +95,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             pending: Vec::new(),
             free: Vec::new(),
             pending_count: 0,
-            table: HashMap::new(),
+            dir,
             groups,
             loads: vec![0; n],
             counts,
@@ -274,9 +275,12 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         for (g, l) in self.groups.iter().enumerate() {
             self.loads[g] = l.load.load(Ordering::Relaxed);
         }
-        let group = match self.table.get(&info.client) {
+        // The home of a client already routed here or opened by a group to push to it
+        // (the lock is not held across the user's handler).
+        let home = self.dir.lock().get(&info.client).map(|(g, _)| *g);
+        let group = match home {
             // A client that was here before goes back to the group holding its session.
-            Some((g, _)) => *g,
+            Some(g) => g,
             None => {
                 let suggested = self.policy.assign(&info.client, &self.loads);
                 match self.login.on_login(info, suggested) {
@@ -291,13 +295,14 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                 format!("server misconfiguration: group {group} chosen, but there are {} groups", self.groups.len()),
             ));
         }
-        if self.table.contains_key(&info.client) {
+        if home.is_some() {
             // Returning client: the handler still decides (credentials may change).
             if let Err(r) = self.login.on_login(info, group) {
                 return Err(refusal(LoginStatus::Rejected, r.text));
             }
         }
-        let slot = self.table.entry(info.client).or_insert_with(|| (group, Arc::new(Slot::default()))).1.clone();
+        // A group may have claimed the name meanwhile (to push to it): its home wins.
+        let (group, slot) = self.dir.home(info.client, group);
         if slot.claim() {
             return Ok((group, slot, true));
         }

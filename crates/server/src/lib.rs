@@ -23,12 +23,14 @@
 
 mod config;
 mod control;
+mod directory;
 mod group;
 mod handler;
 mod handoff;
 mod pending;
 mod policy;
 mod server;
+mod sessions;
 mod slot;
 mod sync;
 
@@ -38,6 +40,8 @@ pub use group::Group;
 pub use handler::{AcceptAll, Conn, GroupHandler, Handled, LoginHandler, LoginInfo, Reject};
 pub use policy::{ByName, GroupId, LeastLoaded, RoundRobin, ShardPolicy};
 pub use server::{Server, ServerError};
+pub use sessions::{SessionError, Sessions};
+pub use tcpshm_connection::Batch;
 pub use tcpshm_connection::ConnectionConfig;
 pub use tcpshm_proto::login::TransportKind;
 pub use tcpshm_proto::session::ConfigError;

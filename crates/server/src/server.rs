@@ -3,6 +3,7 @@
 
 use crate::config::ServerConfig;
 use crate::control::{Control, GroupLink};
+use crate::directory::Directory;
 use crate::group::Group;
 use crate::handler::{GroupHandler, LoginHandler};
 use crate::policy::ShardPolicy;
@@ -95,17 +96,18 @@ impl<L: LoginHandler, P: ShardPolicy, H: GroupHandler> Server<L, P, H> {
         }
         let cfg = Arc::new(cfg);
         let counts = Arc::new(Counts::default());
+        let dir = Arc::new(Directory::default());
         let mut links = Vec::new();
         let mut groups = Vec::new();
         for (id, handler) in handlers.into_iter().enumerate() {
             let (outbox, inbox) = spsc::channel(HANDOFF_QUEUE);
             let load = Arc::new(AtomicUsize::new(0));
             links.push(GroupLink { outbox, load: load.clone() });
-            let g = Group::new(id, cfg.clone(), handler, inbox, load, counts.clone())
+            let g = Group::new(id, cfg.clone(), handler, inbox, load, counts.clone(), dir.clone())
                 .map_err(|source| ServerError::Io { what: "cannot create a group's poller", source })?;
             groups.push(g);
         }
-        let control = Control::new(cfg, listeners, links, counts, login, policy)
+        let control = Control::new(cfg, listeners, links, counts, dir, login, policy)
             .map_err(|source| ServerError::Io { what: "cannot create the control poller", source })?;
         Ok(Server { control, groups })
     }
