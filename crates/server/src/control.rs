@@ -2,6 +2,7 @@
 //! login handler, and hands admitted logins to their group's thread.
 
 use crate::config::ServerConfig;
+use crate::directory::Directory;
 use crate::handler::{LoginHandler, LoginInfo};
 use crate::handoff::Handoff;
 use crate::pending::{Failure, OwnedLogin, Pending, Progress};
@@ -10,7 +11,6 @@ use crate::slot::{Counts, Load, Slot};
 use crate::sync::Ordering;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use crate::directory::Directory;
 use std::sync::Arc;
 use std::time::Duration;
 use tcpshm_connection::write_refusal;

@@ -3,9 +3,9 @@
 use crate::config::ServerConfig;
 use crate::directory::Directory;
 use crate::handler::{Conn, GroupHandler, Handled};
-use crate::sessions::{Sessions, Table};
 use crate::handoff::Handoff;
 use crate::policy::GroupId;
+use crate::sessions::{Sessions, Table};
 use crate::slot::{Counts, Load, Slot};
 use crate::sync::Ordering;
 use mio::net::TcpStream;

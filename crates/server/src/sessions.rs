@@ -63,8 +63,17 @@ pub enum SessionError {
 /// The entries a [`Sessions`] reaches: all of the group's, or all but the one whose
 /// message is being handled (borrowed apart, so the handler holds both).
 pub(crate) enum Table<'a> {
-    Whole { entries: &'a mut Vec<Option<Entry>>, free: &'a mut Vec<usize>, by_name: &'a mut HashMap<Name, usize> },
-    Around { head: &'a mut [Option<Entry>], tail: &'a mut [Option<Entry>], hole: usize, by_name: &'a HashMap<Name, usize> },
+    Whole {
+        entries: &'a mut Vec<Option<Entry>>,
+        free: &'a mut Vec<usize>,
+        by_name: &'a mut HashMap<Name, usize>,
+    },
+    Around {
+        head: &'a mut [Option<Entry>],
+        tail: &'a mut [Option<Entry>],
+        hole: usize,
+        by_name: &'a HashMap<Name, usize>,
+    },
 }
 
 impl Table<'_> {

@@ -14,9 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tcpshm_client::{Client, TransportKind};
 use tcpshm_proto::{Msg, Name, Nanos, Transport};
-use tcpshm_server::{
-    AcceptAll, Conn, Group, GroupHandler, Handled, RoundRobin, Server, SessionError, Sessions,
-};
+use tcpshm_server::{AcceptAll, Conn, Group, GroupHandler, Handled, RoundRobin, Server, SessionError, Sessions};
 
 /// What the test asks a group's handler to do at its next `on_poll`.
 #[derive(Debug, Clone)]
@@ -114,8 +112,9 @@ impl Env {
     }
 
     fn start(&self) -> (Polled<Server<AcceptAll, RoundRobin, Pusher>>, SocketAddr) {
-        let server = Server::bind(server_config("Srv", &self.dir), AcceptAll, RoundRobin::default(), self.handlers.clone())
-            .unwrap();
+        let server =
+            Server::bind(server_config("Srv", &self.dir), AcceptAll, RoundRobin::default(), self.handlers.clone())
+                .unwrap();
         let addr = server.local_addrs()[0];
         (Polled::spawn(server, |s| s.poll(now())), addr)
     }
@@ -295,8 +294,8 @@ fn handlers_reach_other_sessions_and_broadcast_shm() {
 #[test]
 fn the_groups_owner_pushes_between_polls() {
     let env = Env::new("sessions-owner", 1);
-    let server = Server::bind(server_config("Srv", &env.dir), AcceptAll, RoundRobin::default(), env.handlers.clone())
-        .unwrap();
+    let server =
+        Server::bind(server_config("Srv", &env.dir), AcceptAll, RoundRobin::default(), env.handlers.clone()).unwrap();
     let addr = server.local_addrs()[0];
     let (control, mut groups) = server.split();
     let control = Polled::spawn(control, |c| c.poll(now()));
