@@ -17,7 +17,11 @@
 //! | [`server`] | `tcpshm-server` | listener, logins, groups of sessions |
 //! | [`client`] | `tcpshm-client` | open a session, connect, then poll |
 //!
-//! The [`prelude`] has what an application usually needs.
+//! The [`prelude`] has what an application usually needs. Two conveniences live here
+//! and nowhere in the layer crates, because they do what the library never does by
+//! itself: [`clock`] reads the monotonic clock for `poll(now)`, and [`runner`] runs a
+//! server's parts on threads it starts (opt-in; see why that is consistent with "no
+//! internal threads" there).
 //!
 //! ```
 //! use tcpshm::ring::spsc;
@@ -27,6 +31,9 @@
 //! assert_eq!(rx.pop(), Some(7));
 //! ```
 #![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod runner;
 
 pub use tcpshm_client as client;
 pub use tcpshm_connection as connection;
@@ -47,14 +54,16 @@ pub use tcpshm_transport_tcp as tcp;
 /// }
 /// ```
 pub mod prelude {
-    pub use tcpshm_client::{Client, ClientConfig, ConnectError, Connected};
-    pub use tcpshm_connection::{Connection, ConnectionConfig};
+    pub use tcpshm_client::{
+        Client, ClientConfig, ConnectError, Connected, Reconnect, ReconnectConfig, ReconnectEvent,
+    };
+    pub use tcpshm_connection::{Batch, Connection, ConnectionConfig};
     pub use tcpshm_persist::Durability;
     pub use tcpshm_proto::login::{LoginStatus, TransportKind};
     pub use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
     pub use tcpshm_server::{
         AcceptAll, ByName, Conn, Control, Group, GroupHandler, GroupId, Handled, LeastLoaded, LoginHandler, LoginInfo,
-        Reject, RoundRobin, Server, ServerConfig, ShardPolicy,
+        Reject, RoundRobin, Server, ServerConfig, SessionError, Sessions, ShardPolicy,
     };
 }
 

@@ -12,7 +12,7 @@
 //! Reconnecting is a helper on top, not a thread: [`Reconnect`] wraps a client and
 //! logs in again from its own `poll(now)` when the connection went down — at once,
 //! then with backoff, retrying exactly what [`ConnectError::is_retryable`] says is
-//! worth it — and reports what happened ([`Event`]: connected, disconnected, a reset
+//! worth it — and reports what happened ([`ReconnectEvent`]: connected, disconnected, a reset
 //! session, lost state, a fatal refusal) for the application to act on.
 //!
 //! In shared-memory mode the messages flow through two rings in a file under
@@ -26,7 +26,7 @@ mod reconnect;
 
 pub use client::Client;
 pub use config::ClientConfig;
-pub use reconnect::{Event, Reconnect, ReconnectConfig};
+pub use reconnect::{Reconnect, ReconnectConfig, ReconnectEvent};
 pub use tcpshm_connection::{Batch, ConnectError, Connected, ConnectionConfig, OpenError};
 pub use tcpshm_proto::login::{LoginStatus, TransportKind};
 pub use tcpshm_proto::session::ConfigError;

@@ -34,7 +34,7 @@ impl Default for ReconnectConfig {
 /// What happened to the connection, as [`Reconnect::next_event`] reports it.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Event {
+pub enum ReconnectEvent {
     /// Logged in: the first time (`first`), or again after being down for `down_for`
     /// ns and `attempts` attempts. `resent` queued messages leave (again) from the
     /// server's consumed count on.
@@ -54,7 +54,7 @@ pub enum Event {
     },
     /// The server came back under another name (a new trading day): the old session
     /// was dropped — `dropped` queued messages with it — and a fresh one started.
-    /// Reported right after the [`Event::Connected`] of that login.
+    /// Reported right after the [`ReconnectEvent::Connected`] of that login.
     SessionReset {
         /// The server's new name.
         server: Name,
@@ -118,7 +118,7 @@ enum State {
 /// A [`Client`] that stays connected: its [`poll`](Transport::poll) logs in again
 /// when the connection went down — at once, then with exponential backoff — with
 /// [`ConnectError::is_retryable`]'s rules built in, and reports what happened as
-/// [`Event`]s (a reset session and lost state included) instead of leaving each
+/// [`ReconnectEvent`]s (a reset session and lost state included) instead of leaving each
 /// application to write its own loop. Everything else is the client's: it is a
 /// [`Transport`] too (push while down: messages wait in the session's queue and leave
 /// with the next login).
@@ -130,7 +130,7 @@ enum State {
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("tcpshm-reconnect-doc-{}", std::process::id()));
-/// use tcpshm_client::{Client, ClientConfig, Event, Reconnect, ReconnectConfig, Transport, TransportKind};
+/// use tcpshm_client::{Client, ClientConfig, ReconnectEvent, Reconnect, ReconnectConfig, Transport, TransportKind};
 ///
 /// let client = Client::open(ClientConfig::new("trader-1".parse().unwrap(), &dir), 0).unwrap();
 /// let addr = "127.0.0.1:1".parse().unwrap(); // no server there
@@ -139,7 +139,7 @@ enum State {
 /// link.alloc(5).unwrap().unwrap().copy_from_slice(b"hello");
 /// link.push(1).unwrap();
 /// assert!(!link.poll(0)); // one attempt, refused: retried in 10 ms
-/// assert!(matches!(link.next_event(), Some(Event::Retrying { attempt: 1, retry_in: 10_000_000, .. })));
+/// assert!(matches!(link.next_event(), Some(ReconnectEvent::Retrying { attempt: 1, retry_in: 10_000_000, .. })));
 /// assert!(!link.poll(5_000_000)); // not due: no attempt
 /// assert!(link.next_event().is_none());
 /// assert_eq!(link.next_attempt(), Some(10_000_000));
@@ -152,7 +152,7 @@ pub struct Reconnect {
     cfg: ReconnectConfig,
     state: State,
     connected_once: bool,
-    events: VecDeque<Event>,
+    events: VecDeque<ReconnectEvent>,
 }
 
 impl std::fmt::Debug for Reconnect {
@@ -177,12 +177,12 @@ impl Reconnect {
     }
 
     /// The next event, oldest first (they queue up until taken).
-    pub fn next_event(&mut self) -> Option<Event> {
+    pub fn next_event(&mut self) -> Option<ReconnectEvent> {
         self.events.pop_front()
     }
 
-    /// Whether the helper stopped trying ([`Event::LostState`], [`Event::Failed`],
-    /// [`Event::GaveUp`], or a [`close`](Transport::close)): [`resume`](Self::resume)
+    /// Whether the helper stopped trying ([`ReconnectEvent::LostState`], [`ReconnectEvent::Failed`],
+    /// [`ReconnectEvent::GaveUp`], or a [`close`](Transport::close)): [`resume`](Self::resume)
     /// starts it again.
     pub fn is_stopped(&self) -> bool {
         matches!(self.state, State::Stopped)
@@ -241,14 +241,14 @@ impl Reconnect {
         match self.state {
             State::Up if !self.client.is_connected() => {
                 let reason = self.client.close_reason().cloned().unwrap_or(CloseReason::RemoteClosed);
-                self.events.push_back(Event::Disconnected { reason });
+                self.events.push_back(ReconnectEvent::Disconnected { reason });
                 // At once: a server restarting is found quickly.
                 self.state = State::Down { since: now, at: now, wait: self.cfg.first_retry, attempts: 0 };
             }
             State::Down { since, at, wait, attempts } if now >= at => {
                 if let Some(limit) = self.cfg.give_up_after {
                     if attempts > 0 && now.saturating_sub(since) >= limit {
-                        self.events.push_back(Event::GaveUp { down_for: now - since, attempts });
+                        self.events.push_back(ReconnectEvent::GaveUp { down_for: now - since, attempts });
                         self.state = State::Stopped;
                         return;
                     }
@@ -257,16 +257,21 @@ impl Reconnect {
                 match self.client.connect(self.addr, self.transport, now) {
                     Ok(c) => self.connected(c, now.saturating_sub(since), attempts),
                     Err(error) if error.is_retryable() => {
-                        self.events.push_back(Event::Retrying { error, attempt: attempts, retry_in: wait });
+                        self.events.push_back(ReconnectEvent::Retrying { error, attempt: attempts, retry_in: wait });
                         let next = wait.saturating_mul(2).min(self.cfg.max_retry.max(self.cfg.first_retry));
                         self.state = State::Down { since, at: now.saturating_add(wait), wait: next, attempts };
                     }
                     Err(error) => {
                         let lost = matches!(
                             error,
-                            ConnectError::SeqMismatch(_) | ConnectError::Refused { status: LoginStatus::SeqMismatch, .. }
+                            ConnectError::SeqMismatch(_)
+                                | ConnectError::Refused { status: LoginStatus::SeqMismatch, .. }
                         );
-                        self.events.push_back(if lost { Event::LostState { error } } else { Event::Failed { error } });
+                        self.events.push_back(if lost {
+                            ReconnectEvent::LostState { error }
+                        } else {
+                            ReconnectEvent::Failed { error }
+                        });
                         self.state = State::Stopped;
                     }
                 }
@@ -279,7 +284,7 @@ impl Reconnect {
         let first = !self.connected_once;
         self.connected_once = true;
         self.state = State::Up;
-        self.events.push_back(Event::Connected {
+        self.events.push_back(ReconnectEvent::Connected {
             server: c.server,
             transport: c.transport,
             resent: c.to_resend,
@@ -288,7 +293,7 @@ impl Reconnect {
             attempts,
         });
         if let Some(r) = c.reset {
-            self.events.push_back(Event::SessionReset {
+            self.events.push_back(ReconnectEvent::SessionReset {
                 server: c.server,
                 previous: r.previous_epoch,
                 dropped: r.dropped,

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tcpshm_client::{Client, ClientConfig, ConnectError, Event, Reconnect, ReconnectConfig, Transport, TransportKind};
+use tcpshm_client::{
+    Client, ClientConfig, ConnectError, Reconnect, ReconnectConfig, ReconnectEvent, Transport, TransportKind,
+};
 use tcpshm_proto::Msg;
 use tcpshm_server::{AcceptAll, Conn, GroupHandler, Handled, LoginHandler, LoginInfo, Reject, RoundRobin, Server};
 use tcpshm_test_support::{now, wait_until, Rng, TempDir};
@@ -90,7 +92,12 @@ fn link(dir: &TempDir, port: u16, kind: TransportKind, cfg: ReconnectConfig) -> 
 }
 
 /// Polls until an event that `want` accepts; every other event goes to `seen`.
-fn until(r: &mut Reconnect, seen: &mut Vec<Event>, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+fn until(
+    r: &mut Reconnect,
+    seen: &mut Vec<ReconnectEvent>,
+    what: &str,
+    want: impl Fn(&ReconnectEvent) -> bool,
+) -> ReconnectEvent {
     wait_until(what, || {
         r.poll(now());
         while let Some(e) = r.next_event() {
@@ -127,32 +134,32 @@ fn outage_and_restart(kind: TransportKind) {
     push(&mut r, b"queued before any server");
     let mut seen = vec![];
     // No server yet: retried.
-    until(&mut r, &mut seen, "a retry", |e| matches!(e, Event::Retrying { .. }));
+    until(&mut r, &mut seen, "a retry", |e| matches!(e, ReconnectEvent::Retrying { .. }));
     let server = serve(&dir, "Srv", port, AcceptAll);
-    let e = until(&mut r, &mut seen, "the first login", |e| matches!(e, Event::Connected { .. }));
-    assert!(matches!(e, Event::Connected { first: true, resent: 1, attempts: 2.., .. }), "{e:?}");
+    let e = until(&mut r, &mut seen, "the first login", |e| matches!(e, ReconnectEvent::Connected { .. }));
+    assert!(matches!(e, ReconnectEvent::Connected { first: true, resent: 1, attempts: 2.., .. }), "{e:?}");
     assert_eq!(echo(&mut r), b"queued before any server");
     // A restart: reported down, then up again; what was pushed meanwhile arrives.
     drop(server);
-    let e = until(&mut r, &mut seen, "the disconnect", |e| matches!(e, Event::Disconnected { .. }));
-    assert!(matches!(e, Event::Disconnected { .. }));
+    let e = until(&mut r, &mut seen, "the disconnect", |e| matches!(e, ReconnectEvent::Disconnected { .. }));
+    assert!(matches!(e, ReconnectEvent::Disconnected { .. }));
     push(&mut r, b"while down");
     let server = serve(&dir, "Srv", port, AcceptAll);
-    let e = until(&mut r, &mut seen, "the next login", |e| matches!(e, Event::Connected { .. }));
-    assert!(matches!(e, Event::Connected { first: false, transport, .. } if transport == kind), "{e:?}");
+    let e = until(&mut r, &mut seen, "the next login", |e| matches!(e, ReconnectEvent::Connected { .. }));
+    assert!(matches!(e, ReconnectEvent::Connected { first: false, transport, .. } if transport == kind), "{e:?}");
     assert_eq!(echo(&mut r), b"while down");
     assert!(
-        seen.iter().all(|e| matches!(e, Event::Retrying { error, .. } if error.is_retryable())),
+        seen.iter().all(|e| matches!(e, ReconnectEvent::Retrying { error, .. } if error.is_retryable())),
         "only retryable failures on the way: {seen:?}"
     );
     // A new trading day: the server comes back under another name.
     drop(server);
-    until(&mut r, &mut seen, "the disconnect", |e| matches!(e, Event::Disconnected { .. }));
+    until(&mut r, &mut seen, "the disconnect", |e| matches!(e, ReconnectEvent::Disconnected { .. }));
     push(&mut r, b"for yesterday's server");
     let _server = serve(&dir, "Srv2", port, AcceptAll);
-    let e = until(&mut r, &mut seen, "the reset", |e| matches!(e, Event::SessionReset { .. }));
+    let e = until(&mut r, &mut seen, "the reset", |e| matches!(e, ReconnectEvent::SessionReset { .. }));
     match e {
-        Event::SessionReset { server, previous, dropped } => {
+        ReconnectEvent::SessionReset { server, previous, dropped } => {
             assert_eq!((server.as_str(), previous.map(|p| p.to_string())), ("Srv2", Some("Srv".into())));
             // The message pushed for yesterday's server, and those it had not acked yet.
             assert!(dropped >= 1, "{dropped}");
@@ -180,16 +187,16 @@ fn lost_state_stops_the_helper() {
     let mut r = link(&dir, port, TransportKind::Tcp, FAST);
     let mut seen = vec![];
     let server = serve(&dir, "Srv", port, AcceptAll);
-    until(&mut r, &mut seen, "the login", |e| matches!(e, Event::Connected { .. }));
+    until(&mut r, &mut seen, "the login", |e| matches!(e, ReconnectEvent::Connected { .. }));
     push(&mut r, b"one");
     assert_eq!(echo(&mut r), b"one");
     drop(server);
-    until(&mut r, &mut seen, "the disconnect", |e| matches!(e, Event::Disconnected { .. }));
+    until(&mut r, &mut seen, "the disconnect", |e| matches!(e, ReconnectEvent::Disconnected { .. }));
     // The server's disk is lost: its session no longer knows what we consumed.
     std::fs::remove_dir_all(dir.join("server")).unwrap();
     let _server = serve(&dir, "Srv", port, AcceptAll);
-    let e = until(&mut r, &mut seen, "lost state", |e| !matches!(e, Event::Retrying { .. }));
-    assert!(matches!(&e, Event::LostState { error } if !error.is_retryable()), "{e:?}");
+    let e = until(&mut r, &mut seen, "lost state", |e| !matches!(e, ReconnectEvent::Retrying { .. }));
+    assert!(matches!(&e, ReconnectEvent::LostState { error } if !error.is_retryable()), "{e:?}");
     assert!(r.is_stopped());
     for _ in 0..10 {
         assert!(!r.poll(now()));
@@ -203,14 +210,14 @@ fn a_refusal_stops_the_helper_and_resume_starts_it() {
     let port = free_port();
     let mut r = link(&dir, port, TransportKind::Tcp, FAST);
     let server = serve(&dir, "Srv", port, Nobody);
-    let e = until(&mut r, &mut vec![], "the refusal", |e| !matches!(e, Event::Retrying { .. }));
-    assert!(matches!(&e, Event::Failed { error: ConnectError::Refused { .. } }), "{e:?}");
+    let e = until(&mut r, &mut vec![], "the refusal", |e| !matches!(e, ReconnectEvent::Retrying { .. }));
+    assert!(matches!(&e, ReconnectEvent::Failed { error: ConnectError::Refused { .. } }), "{e:?}");
     assert!(r.is_stopped() && r.next_attempt().is_none());
     drop(server);
     let _server = serve(&dir, "Srv", port, AcceptAll);
     r.resume(TransportKind::Shm, now());
-    let e = until(&mut r, &mut vec![], "a login", |e| matches!(e, Event::Connected { .. }));
-    assert!(matches!(e, Event::Connected { first: true, transport: TransportKind::Shm, .. }), "{e:?}");
+    let e = until(&mut r, &mut vec![], "a login", |e| matches!(e, ReconnectEvent::Connected { .. }));
+    assert!(matches!(e, ReconnectEvent::Connected { first: true, transport: TransportKind::Shm, .. }), "{e:?}");
 }
 
 /// The backoff and the give-up run on the caller's clock: attempts happen exactly
@@ -226,8 +233,8 @@ fn backoff_doubles_on_the_callers_clock_and_gives_up() {
         r.poll(t);
         while let Some(e) = r.next_event() {
             match e {
-                Event::Retrying { attempt, retry_in, .. } => attempts_at.push((t, attempt, retry_in)),
-                Event::GaveUp { down_for, attempts } => {
+                ReconnectEvent::Retrying { attempt, retry_in, .. } => attempts_at.push((t, attempt, retry_in)),
+                ReconnectEvent::GaveUp { down_for, attempts } => {
                     assert_eq!((t, down_for, attempts), (1_100, 1_100, 4));
                 }
                 e => panic!("unexpected {e:?}"),
