@@ -119,7 +119,7 @@ impl<S: ByteStream> Client<S> {
     /// use tcpshm_client::{Client, ClientConfig};
     /// use tcpshm_proto::Transport;
     ///
-    /// let mut client = Client::open(ClientConfig::new("trader-1".parse().unwrap(), &dir), 0).unwrap();
+    /// let mut client = <Client>::open(ClientConfig::new("trader-1".parse().unwrap(), &dir), 0).unwrap();
     /// let mut batch = client.batch().unwrap();
     /// for leg in [&b"buy 100 A"[..], b"sell 100 B"] {
     ///     let Some(buf) = batch.alloc(leg.len()).unwrap() else { return }; // full: nothing sent
