@@ -15,7 +15,8 @@
 //! | [`shm`] | `tcpshm-transport-shm` | the shared-memory medium (rings in a `/dev/shm` file) |
 //! | [`connection`] | `tcpshm-connection` | one session over a medium: the connection type of clients and servers, the logins |
 //! | [`server`] | `tcpshm-server` | listener, logins, groups of sessions |
-//! | [`client`] | `tcpshm-client` | open a session, connect, then poll |
+//! | [`client`] | `tcpshm-client` | open a session, connect, then poll; `Reconnect` stays connected |
+//! | [`rpc`] | `tcpshm-rpc` | request/response on top of a session: call ids, caller-driven timeouts, duplicate answers filtered |
 //!
 //! The [`prelude`] has what an application usually needs. Two conveniences live here
 //! and nowhere in the layer crates, because they do what the library never does by
@@ -40,6 +41,7 @@ pub use tcpshm_connection as connection;
 pub use tcpshm_persist as persist;
 pub use tcpshm_proto as proto;
 pub use tcpshm_ring as ring;
+pub use tcpshm_rpc as rpc;
 pub use tcpshm_server as server;
 pub use tcpshm_transport_shm as shm;
 pub use tcpshm_transport_tcp as tcp;

@@ -49,6 +49,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tcpshm_server::{Control, Group, GroupHandler, LoginHandler, Server, ShardPolicy};
 
+/// What [`Running::join`] gives back: the control part and the groups, with their
+/// handlers.
+pub type Parts<L, P, H> = (Control<L, P>, Vec<Group<H>>);
+
 /// What a thread does between two polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idle {
@@ -186,7 +190,7 @@ impl<L, P, H> Running<L, P, H> {
 
     /// Stops the threads (after their current poll), waits for them, and gives the
     /// control part and the groups (with their handlers) back.
-    pub fn join(mut self) -> Result<(Control<L, P>, Vec<Group<H>>), RunError> {
+    pub fn join(mut self) -> Result<Parts<L, P, H>, RunError> {
         self.stop.stop();
         let mut groups = Vec::new();
         let mut failed = None;

@@ -52,8 +52,8 @@ pub enum SessionError {
     Open {
         /// The client.
         client: Name,
-        /// Why.
-        source: OpenError,
+        /// Why (boxed: the rare case should not make every result large).
+        source: Box<OpenError>,
     },
     /// The message was refused (too large, a reserved type, a storage failure).
     #[error(transparent)]
@@ -317,7 +317,7 @@ impl<'a> Sessions<'a> {
             cfg.connection.clone(),
             self.now,
         )
-        .map_err(|source| SessionError::Open { client: *client, source })?;
+        .map_err(|source| SessionError::Open { client: *client, source: Box::new(source) })?;
         let entry = Entry::new(*client, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), conn, slot);
         let i = match free.pop() {
             Some(i) => {

@@ -306,7 +306,7 @@ fn the_groups_owner_pushes_between_polls() {
         let to: Name = name.parse().unwrap();
         let pushed = group.with(move |g| {
             let mut s = g.sessions(now());
-            assert!(s.contains(&to) && s.len() >= 1 && s.names().any(|n| *n == to));
+            assert!(s.contains(&to) && !s.is_empty() && s.names().any(|n| *n == to));
             let mut conn = s.get(&to).unwrap();
             assert!(conn.is_connected());
             conn.alloc(5).unwrap().unwrap().copy_from_slice(b"owner");
