@@ -24,6 +24,11 @@
 //! server's parts on threads it starts (opt-in; see why that is consistent with "no
 //! internal threads" there).
 //!
+//! `examples/order_entry.rs` shows the application API together: requests and
+//! answers ([`rpc`]), fills pushed by the server to a trader who is offline
+//! ([`server::Sessions`], [`server::GroupHandler::on_poll`]), a market-data thread,
+//! [`client::Reconnect`], [`runner`] and [`clock`].
+//!
 //! ```
 //! use tcpshm::ring::spsc;
 //!

@@ -1,6 +1,6 @@
 //! Running a server on threads the library starts, for programs that do not need to
 //! own them: [`run`] gives the control part and each group a thread of its own, each
-//! polling with [`clock::now`](crate::clock::now), and returns a handle that stops
+//! polling with [`clock::now`], and returns a handle that stops
 //! and joins them.
 //!
 //! **Why this does not break "no internal threads".** The layer crates

@@ -19,6 +19,14 @@
 //! it uses them. A client that reconnects — over either transport — resumes exactly
 //! where both sides' consumed counts say. A server started under a new name starts
 //! fresh sessions.
+//!
+//! **Pushing unprompted.** A group's handler reaches every session of its group by
+//! client name — from [`GroupHandler::on_poll`] at each poll, from a handled message's
+//! [`Conn::sessions`], or between polls through [`Group::sessions`] — and pushes to it
+//! whether the client is connected or not: a message for a client that is away waits
+//! in its persistent queue for its next login ([`Sessions`] has the rules and an
+//! example). Several replies that must leave together, or not at all, go in a
+//! [`Batch`] ([`Conn::batch`]).
 #![forbid(unsafe_code)]
 
 mod config;
