@@ -87,6 +87,7 @@ impl Calls {
     }
 
     /// A call was sent with this id (the session's next seq; only grows).
+    #[inline]
     pub(crate) fn sent(&mut self, id: CallId, deadline: Nanos) {
         debug_assert!(id >= self.next_id, "call ids grow");
         self.next_id = id + 1;
@@ -108,6 +109,7 @@ impl Calls {
         (self.next_deadline != Nanos::MAX).then_some(self.next_deadline)
     }
 
+    #[inline]
     fn find(&self, id: CallId) -> Option<usize> {
         let first = self.calls.front()?.id;
         if id < first {
@@ -122,6 +124,7 @@ impl Calls {
     }
 
     /// What an answer to `id` is, marking its call resolved.
+    #[inline]
     pub(crate) fn answer(&mut self, id: CallId) -> Match {
         if id < self.first_id || id >= self.next_id {
             // Not ours: a call of a previous process (or a message that was no call).
@@ -162,11 +165,18 @@ impl Calls {
         m
     }
 
-    /// The next call whose deadline passed at `now`, marked timed out.
+    /// The next call whose deadline passed at `now`, marked timed out. Inline: the
+    /// caller's poll loop asks at every turn, and nothing is due almost always.
+    #[inline]
     pub(crate) fn expire(&mut self, now: Nanos) -> Option<CallId> {
         if now < self.next_deadline {
             return None;
         }
+        self.expire_due(now)
+    }
+
+    #[inline(never)]
+    fn expire_due(&mut self, now: Nanos) -> Option<CallId> {
         let mut next = Nanos::MAX;
         let mut hit = None;
         for c in self.calls.iter_mut().filter(|c| c.state == State::Waiting) {
@@ -198,6 +208,7 @@ impl Calls {
         self.trim();
     }
 
+    #[inline]
     fn trim(&mut self) {
         while self.calls.front().is_some_and(|c| c.state == State::Done) {
             self.calls.pop_front();

@@ -352,8 +352,17 @@ impl<'a> Sessions<'a> {
         }
     }
 
-    /// Carries out a close asked through the last `Conn` handed out.
+    /// Carries out a close asked through the last `Conn` handed out. Inline: after
+    /// every handled message, where nothing is asked almost always.
+    #[inline]
     pub(crate) fn settle(&mut self) {
+        if self.close.is_some() {
+            self.close_asked();
+        }
+    }
+
+    #[inline(never)]
+    fn close_asked(&mut self) {
         if let Some(text) = self.close.take() {
             if let Some(e) = self.table.entry(self.close_at) {
                 e.conn.close(CloseReason::RemoteRequested { code: CloseCode::REQUESTED, text });
