@@ -11,34 +11,35 @@
 //! notices, retries with backoff, keeps queueing its messages meanwhile, and carries
 //! on where the session left off when the server is back.
 //!
-//! ## The reconnect loop
+//! ## Staying connected
 //!
-//! The library has no automatic reconnect, on purpose: it starts no thread and reads
-//! no clock, and when and how often to retry, and when to give up, are decisions of
-//! the application. `Reconnect::keep_up` is the loop to copy; call it on every turn
-//! of your polling loop:
+//! The library starts no thread and reads no clock, so reconnecting is not hidden
+//! inside it: [`Reconnect`] is a helper on top that does it from its own
+//! `poll(now)`. Wrap the client in it, poll it as you would the client, and read its
+//! events:
 //!
-//! * Down is noticed from the connection itself: [`Transport::is_connected`] turns
-//!   false (the peer closed, a read failed, the heartbeat timeout expired, the
-//!   shared-memory peer's lock vanished) and [`Transport::close_reason`] says why.
-//! * It retries at once, then with exponential backoff (doubling from
-//!   `--retry-min-ms` to `--retry-max-ms`), so a restarting server is found quickly
-//!   and a dead one is not hammered. `Client::connect` blocks for at most the
-//!   configured `connect_timeout` per attempt.
-//! * [`ConnectError::is_retryable`] tells the errors worth another try (no server
-//!   yet, a timeout, a server that still sees our previous connection) from those
-//!   that stop the loop: the server refused our name, our version or our limits, or
-//!   the two sides' sequence numbers do not fit (one side lost its state — a human
-//!   must decide; the library never resets a session silently).
-//! * Meanwhile the application keeps pushing: `alloc`/`push` work while disconnected,
-//!   the messages wait in the session's queue (the store, a file; or the
+//! * Down is noticed from the connection itself (the peer closed, a read failed, the
+//!   heartbeat timeout expired, the shared-memory peer's lock vanished):
+//!   `ReconnectEvent::Disconnected` says why.
+//! * It logs in again at once, then with exponential backoff (doubling from
+//!   `--retry-min-ms` to `--retry-max-ms`), on the caller's clock, so a restarting
+//!   server is found quickly and a dead one is not hammered; each attempt blocks for
+//!   at most the configured `connect_timeout` per step.
+//! * It retries exactly the errors [`ConnectError::is_retryable`] says are worth it
+//!   (no server yet, a timeout, a server that still sees our previous connection)
+//!   and stops on the others with an event the application acts on: lost state
+//!   (`LostState`: the two sides' sequence numbers do not fit — a human decides; the
+//!   library never resets a session silently), a refusal (`Failed`), or
+//!   `--give-up-secs` of outage (`GaveUp`).
+//! * Meanwhile the application keeps pushing: `alloc`/`push` work while
+//!   disconnected, the messages wait in the session's queue (the store, a file; or the
 //!   shared-memory ring) and leave after the next login, over whichever transport,
-//!   with everything the server had not consumed.
-//!   `alloc` returns `None` when the queue is full: that is the only limit.
-//! * On success it reports what the login resumed: how many queued messages leave
-//!   (again) from the server's consumed count on. If the server came back under
-//!   another name, the old session was dropped (by design: a new trading day); that
-//!   is reported too.
+//!   with everything the server had not consumed. `alloc` returns `None` when the
+//!   queue is full: that is the only limit.
+//! * `Connected` says what the login resumed: how many queued messages leave (again)
+//!   from the server's consumed count on; `SessionReset` follows if the server came
+//!   back under another name (the old session was dropped, by design: a new trading
+//!   day).
 //!
 //! ## Modes
 //!
@@ -66,6 +67,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tcpshm::clock;
 use tcpshm::prelude::*;
 
 #[derive(Parser, Debug)]
@@ -158,16 +160,6 @@ fn main() {
     }
 }
 
-/// Nanoseconds on this process's monotonic clock, for `poll(now)`.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now(&self) -> Nanos {
-        self.0.elapsed().as_nanos() as Nanos
-    }
-}
-
 fn run(args: Args) -> Result<()> {
     if args.sizes.is_empty() || args.sizes.iter().any(|&s| s < 16 || s > args.max_message as usize) {
         bail!("--sizes must be between 16 and --max-message ({}) bytes", args.max_message);
@@ -193,8 +185,7 @@ fn run(args: Args) -> Result<()> {
     c.session.liveness.heartbeat_interval = args.heartbeat_ms * 1_000_000;
     c.session.liveness.timeout = args.timeout_ms * 1_000_000;
 
-    let clock = Clock(Instant::now());
-    let mut client = Client::open(cfg, clock.now())
+    let client = Client::open(cfg, clock::now())
         .with_context(|| format!("cannot open the session of {name} in {}", storage.display()))?;
     println!(
         "{name}: session in {} (last server: {}), {kind} to {}",
@@ -202,135 +193,89 @@ fn run(args: Args) -> Result<()> {
         client.last_server().map_or_else(|| "none".to_string(), |n| n.to_string()),
         args.connect
     );
-    let mut link = Reconnect::new(&args, kind);
-    // The first connection goes through the same loop: a server not up yet is
+    let retry = ReconnectConfig {
+        first_retry: args.retry_min_ms.max(1) * 1_000_000,
+        max_retry: args.retry_max_ms.max(args.retry_min_ms.max(1)) * 1_000_000,
+        give_up_after: (args.give_up_secs > 0).then(|| args.give_up_secs * 1_000_000_000),
+    };
+    let mut link = Link { r: Reconnect::new(client, args.connect, kind, retry), reconnects: 0, resent: 0 };
+    // The first connection goes through the same helper: a server not up yet is
     // simply retried.
-    while !client.is_connected() {
-        link.keep_up(&mut client, &clock)?;
+    while !link.r.is_connected() {
+        link.poll()?;
         std::thread::sleep(Duration::from_millis(1));
     }
 
     match args.mode {
-        Run::Ping => ping(&args, &mut client, &mut link, &clock)?,
-        Run::Stream => stream(&args, &mut client, &mut link, &clock)?,
+        Run::Ping => ping(&args, &mut link)?,
+        Run::Stream => stream(&args, &mut link)?,
     }
-    println!("counters: {}", client.counters());
-    client.close(CloseReason::Requested);
+    println!("counters: {}", link.r.counters());
+    link.r.close(CloseReason::Requested);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------
-// The reconnect loop
+// Staying connected
 // ---------------------------------------------------------------------------------
 
-/// Keeps a client connected: notices a disconnect, retries with backoff, reports.
-struct Reconnect {
-    addr: SocketAddr,
-    kind: TransportKind,
-    min: Duration,
-    max: Duration,
-    give_up: Option<Duration>,
-    /// Delay before the next attempt after a failure.
-    backoff: Duration,
-    /// When the connection was found down (`None`: up).
-    down_since: Option<Instant>,
-    next_attempt: Instant,
-    attempts: u32,
+/// The client behind the reconnect helper, and what this program counts of it.
+struct Link {
+    r: Reconnect,
     /// Successful logins after the first.
     reconnects: u64,
     /// Messages queued in this client that left (again) at logins.
-    resent_at_logins: u64,
-    connected_once: bool,
+    resent: u64,
 }
 
-impl Reconnect {
-    fn new(args: &Args, kind: TransportKind) -> Reconnect {
-        let min = Duration::from_millis(args.retry_min_ms.max(1));
-        Reconnect {
-            addr: args.connect,
-            kind,
-            min,
-            max: Duration::from_millis(args.retry_max_ms).max(min),
-            give_up: (args.give_up_secs > 0).then(|| Duration::from_secs(args.give_up_secs)),
-            backoff: min,
-            down_since: None,
-            next_attempt: Instant::now(),
-            attempts: 0,
-            reconnects: 0,
-            resent_at_logins: 0,
-            connected_once: false,
-        }
-    }
-
-    /// Call on every turn of the polling loop. Does nothing while connected; when
-    /// down, tries to log in again when the backoff allows. Returns whether the
-    /// client is connected; `Err` only for what retrying cannot fix.
-    fn keep_up(&mut self, client: &mut Client, clock: &Clock) -> Result<bool> {
-        if client.is_connected() {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        let down_since = *self.down_since.get_or_insert_with(|| {
-            if self.connected_once {
-                let why = client.close_reason().map_or_else(|| "no reason given".into(), |r| r.to_string());
-                println!("disconnected: {why}; {} messages queued, reconnecting", client.counters().queued());
-            }
-            now
-        });
-        if now < self.next_attempt {
-            return Ok(false);
-        }
-        if let Some(limit) = self.give_up {
-            if now - down_since > limit {
-                bail!("no connection for {limit:?} ({} attempts), giving up", self.attempts);
-            }
-        }
-        self.attempts += 1;
-        match client.connect(self.addr, self.kind, clock.now()) {
-            Ok(c) => {
-                let mut what = format!("{} queued messages (re)sent from the server's consumed count", c.to_resend);
-                if let Some(reset) = c.reset {
-                    what = format!(
-                        "NEW SESSION: the server is now {} (was {}); the old session's {} queued messages were dropped",
-                        c.server,
-                        reset.previous_epoch.map_or_else(|| "none".to_string(), |n| n.to_string()),
-                        reset.dropped
-                    );
+impl Link {
+    /// One turn: polls (logging in again when due) and reports what happened.
+    /// Returns whether the client is connected; `Err` for what retrying cannot fix.
+    fn poll(&mut self) -> Result<bool> {
+        let up = self.r.poll(clock::now());
+        while let Some(event) = self.r.next_event() {
+            match event {
+                ReconnectEvent::Connected { server, transport, resent, first, down_for, attempts, .. } => {
+                    let what = format!("{resent} queued messages (re)sent from the server's consumed count");
+                    if first {
+                        println!("connected to {server} over {transport}: {what}");
+                    } else {
+                        self.reconnects += 1;
+                        let after = Duration::from_nanos(down_for);
+                        println!("reconnected to {server} over {transport} after {after:.0?} and {attempts} attempts: {what}");
+                    }
+                    self.resent += resent;
                 }
-                if self.connected_once {
-                    self.reconnects += 1;
-                    println!(
-                        "reconnected to {} over {} after {:.0?} and {} attempts: {what}",
-                        c.server,
-                        c.transport,
-                        down_since.elapsed(),
-                        self.attempts
-                    );
-                } else {
-                    println!("connected to {} over {}: {what}", c.server, c.transport);
+                ReconnectEvent::SessionReset { server, previous, dropped } => println!(
+                    "NEW SESSION: the server is now {server} (was {}); the old session's {dropped} queued messages \
+                     were dropped",
+                    previous.map_or_else(|| "none".to_string(), |n| n.to_string())
+                ),
+                ReconnectEvent::Disconnected { reason } => {
+                    println!("disconnected: {reason}; {} messages queued, reconnecting", self.r.counters().queued());
                 }
-                self.resent_at_logins += c.to_resend;
-                self.connected_once = true;
-                self.down_since = None;
-                self.attempts = 0;
-                self.backoff = self.min;
-                Ok(true)
-            }
-            // A refused connection, a timeout, a server that is full or still sees
-            // our previous connection, a shared-memory file still held by the old
-            // server process: the server may be back later.
-            Err(e) if e.is_retryable() => {
-                if self.attempts == 1 || self.attempts.is_power_of_two() {
-                    println!("connect attempt {} failed: {e}; retrying in {:?}", self.attempts, self.backoff);
+                ReconnectEvent::Retrying { error, attempt, retry_in } => {
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        println!(
+                            "connect attempt {attempt} failed: {error}; retrying in {:?}",
+                            Duration::from_nanos(retry_in)
+                        );
+                    }
                 }
-                self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(self.max);
-                Ok(false)
+                ReconnectEvent::LostState { error } => {
+                    return Err(error)
+                        .context("one side lost its state: the session cannot resume (decide, then reset)");
+                }
+                ReconnectEvent::Failed { error } => {
+                    return Err(error).context("the server refused the session for good")
+                }
+                ReconnectEvent::GaveUp { down_for, attempts } => {
+                    bail!("no connection for {:?} ({attempts} attempts), giving up", Duration::from_nanos(down_for))
+                }
+                other => println!("{other:?}"),
             }
-            // One side lost its state, a wrong name or version, limits that do not
-            // agree...: a human decides; the library never resets a session silently.
-            Err(e) => Err(e).context("the server refused the session for good"),
         }
+        Ok(up)
     }
 }
 
@@ -385,7 +330,7 @@ impl Content {
 }
 
 /// Pushes message `k`; `Ok(false)` if the queue is full now.
-fn push(client: &mut Client, content: &Content, k: u64) -> Result<bool> {
+fn push(client: &mut Reconnect, content: &Content, k: u64) -> Result<bool> {
     let len = content.len(k);
     let Some(buf) = client.alloc(len)? else { return Ok(false) };
     content.fill(buf, k);
@@ -393,7 +338,7 @@ fn push(client: &mut Client, content: &Content, k: u64) -> Result<bool> {
     Ok(true)
 }
 
-fn ping(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -> Result<()> {
+fn ping(args: &Args, link: &mut Link) -> Result<()> {
     let content = Content { run: run_id(), sizes: args.sizes.clone(), seed: args.seed };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)?;
     let started = Instant::now();
@@ -403,15 +348,14 @@ fn ping(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -
     for k in 0..args.messages {
         let t = Instant::now();
         let pushed_at = link.reconnects;
-        while !push(client, &content, k)? {
-            client.poll(clock.now());
-            link.keep_up(client, clock)?;
+        while !push(&mut link.r, &content, k)? {
+            link.poll()?;
         }
         loop {
-            if let Some(m) = client.front() {
+            if let Some(m) = link.r.front() {
                 let rtt = t.elapsed().as_nanos() as u64;
                 let (run, got) = content.check(m.payload)?;
-                client.pop();
+                link.r.pop();
                 if run != content.run {
                     continue; // an echo of an earlier run of this client
                 }
@@ -428,8 +372,7 @@ fn ping(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -
                 last = (pushed_at, 0);
                 break;
             }
-            client.poll(clock.now());
-            link.keep_up(client, clock)?;
+            link.poll()?;
         }
     }
     println!(
@@ -448,7 +391,7 @@ fn ping(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -
     Ok(())
 }
 
-fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock) -> Result<()> {
+fn stream(args: &Args, link: &mut Link) -> Result<()> {
     let content = Content { run: run_id(), sizes: args.sizes.clone(), seed: args.seed };
     let window = args.window.max(1);
     let (mut sent, mut echoed) = (0u64, 0u64);
@@ -461,18 +404,18 @@ fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock)
     let mut last = (0u64, 0u64);
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let more = |sent: u64, link: &Reconnect| sent < args.messages || link.reconnects < args.until_reconnects;
+    let more = |sent: u64, link: &Link| sent < args.messages || link.reconnects < args.until_reconnects;
     while echoed < sent || more(sent, link) {
         // Keep pushing, connected or not: the queue holds what the server has not
         // consumed and the next login sends it.
-        while more(sent, link) && sent - echoed < window && push(client, &content, sent)? {
+        while more(sent, link) && sent - echoed < window && push(&mut link.r, &content, sent)? {
             pushed_at.push_back(link.reconnects);
             sent += 1;
         }
-        client.poll(clock.now());
-        while let Some(m) = client.front() {
+        link.poll()?;
+        while let Some(m) = link.r.front() {
             let (run, k) = content.check(m.payload)?;
-            client.pop();
+            link.r.pop();
             if run != content.run {
                 earlier_run += 1;
             } else if k == echoed && k < sent {
@@ -488,7 +431,6 @@ fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock)
                 );
             }
         }
-        link.keep_up(client, clock)?;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             println!(
@@ -506,7 +448,7 @@ fn stream(args: &Args, client: &mut Client, link: &mut Reconnect, clock: &Clock)
         echoed,
         started.elapsed(),
         link.reconnects,
-        link.resent_at_logins,
+        link.resent,
         repeats,
         earlier_run
     );

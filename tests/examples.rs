@@ -556,6 +556,60 @@ fn sharded_server_by_name() {
 }
 
 // ---------------------------------------------------------------------------------
+// order_entry
+// ---------------------------------------------------------------------------------
+
+fn order_entry(alice: &str, bob: &str) {
+    let _serial = serial();
+    let run = Running::start("order_entry", &["--alice", alice, "--bob", bob]);
+    let pid = run.pid();
+    let (code, out) = run.finish();
+    assert_eq!(code, 0, "order_entry failed; it printed:\n{out}");
+    // In this order: each step waits for the one before.
+    let steps = [
+        format!("alice: logged in over {alice}"),
+        "alice: call 0 answered: order 1 resting (buy 100 @ 50, 0 filled now)".to_string(),
+        "ticks of market data".to_string(),
+        "exchange: alice disconnected".to_string(),
+        format!("bob: logged in over {bob}"),
+        "bob: sold 100 @ 49 as order 2: 100 filled".to_string(),
+        format!("alice: logged in over {alice}"),
+        "alice: fill: order 1 filled 100 @ 50".to_string(),
+        "alice: got the fill pushed while she was offline".to_string(),
+        "exchange: 1 fills pushed".to_string(),
+        "done".to_string(),
+    ];
+    let mut lines = out.lines();
+    for step in &steps {
+        assert!(lines.any(|l| l.contains(step.as_str())), "no {step:?} (in order) in:\n{out}");
+    }
+    assert_eq!(out.matches("alice: fill:").count(), 1, "exactly one fill for alice:\n{out}");
+    // The exchange pushed the fill while bob's order was handled (its line and bob's
+    // come from two threads: either may be printed first), before alice came back.
+    let at = |needle: &str, from: usize| out.lines().skip(from).position(|l| l.contains(needle)).map(|p| p + from);
+    let bob_in = at("bob: logged in", 0).expect("checked above");
+    let pushed = at("exchange: pushed a fill to alice", 0);
+    let alice_back = at("alice: logged in", at("alice: logged off", 0).expect("checked above"));
+    assert!(
+        pushed.is_some_and(|p| p > bob_in && alice_back.is_some_and(|b| p < b)),
+        "the fill was not pushed between bob's login and alice's return:\n{out}"
+    );
+    assert!(out.contains("exchange: pushed a fill to alice (offline: kept for the next login)"), "{out}");
+    let left = left_behind(pid);
+    assert!(left.is_empty(), "order_entry left behind: {left:?}");
+}
+
+#[test]
+fn order_entry_alice_over_shm_bob_over_tcp() {
+    order_entry("shm", "tcp");
+}
+
+#[test]
+fn order_entry_alice_over_tcp_bob_over_shm() {
+    order_entry("tcp", "shm");
+}
+
+// ---------------------------------------------------------------------------------
 // All of them
 // ---------------------------------------------------------------------------------
 
@@ -597,6 +651,7 @@ fn every_example_documents_its_flags() {
         ),
         ("sharded_server", &["--groups", "--policy", "--demo-clients"][..]),
         ("unix_transport", &["--case", "--list"][..]),
+        ("order_entry", &["--alice", "--bob", "--ticks"][..]),
     ] {
         let (code, out) = Running::start(name, &["--help"]).finish();
         assert_eq!(code, 0, "{name} --help failed:\n{out}");

@@ -4,7 +4,7 @@
 use crate::config::ClientConfig;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
-use tcpshm_connection::{ConnectError, Connected, Connection, OpenError, Sender};
+use tcpshm_connection::{Batch, ConnectError, Connected, Connection, OpenError, Sender};
 use tcpshm_persist::Store;
 use tcpshm_proto::login::TransportKind;
 use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
@@ -110,6 +110,30 @@ impl<S: ByteStream> Client<S> {
         self.conn.front_split()
     }
 
+    /// Starts an all-or-nothing batch (see [`Batch`]): the messages pushed into it
+    /// reach the server all together once [committed](Batch::commit), or none of them
+    /// (an [`abort`](Batch::abort), dropping the batch, a crash before the commit).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-client-doc-batch-{}", std::process::id()));
+    /// use tcpshm_client::{Client, ClientConfig};
+    /// use tcpshm_proto::Transport;
+    ///
+    /// let mut client = <Client>::open(ClientConfig::new("trader-1".parse().unwrap(), &dir), 0).unwrap();
+    /// let mut batch = client.batch().unwrap();
+    /// for leg in [&b"buy 100 A"[..], b"sell 100 B"] {
+    ///     let Some(buf) = batch.alloc(leg.len()).unwrap() else { return }; // full: nothing sent
+    ///     buf.copy_from_slice(leg);
+    ///     batch.push(1).unwrap();
+    /// }
+    /// batch.commit().unwrap();
+    /// assert_eq!(client.counters().next_seq, 2);
+    /// # drop(client); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    pub fn batch(&mut self) -> Result<Batch<'_>, SendError> {
+        self.conn.sender().into_batch()
+    }
+
     /// Messages pushed and published but not yet consumed by the server, and the
     /// session's numbering: see [`Counters`]. A restarted sender reads
     /// `counters().next_seq` to know how many of its messages are already queued.
@@ -159,6 +183,9 @@ impl<S: ByteStream> Transport for Client<S> {
     #[inline]
     fn push_more(&mut self, msg_type: u16) -> Result<(), SendError> {
         self.conn.push_more(msg_type)
+    }
+    fn discard_staged(&mut self) -> u64 {
+        self.conn.discard_staged()
     }
     #[inline]
     fn front(&mut self) -> Option<Msg<'_>> {

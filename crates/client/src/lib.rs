@@ -9,9 +9,11 @@
 //! while disconnected — before the first login too — and leave with the next login,
 //! whatever its transport.
 //!
-//! There is no automatic reconnect inside the library (it creates no threads and
-//! reads no clock); [`ConnectError::is_retryable`] tells a reconnect loop which
-//! errors are worth another try.
+//! Reconnecting is a helper on top, not a thread: [`Reconnect`] wraps a client and
+//! logs in again from its own `poll(now)` when the connection went down — at once,
+//! then with backoff, retrying exactly what [`ConnectError::is_retryable`] says is
+//! worth it — and reports what happened ([`ReconnectEvent`]: connected, disconnected, a reset
+//! session, lost state, a fatal refusal) for the application to act on.
 //!
 //! In shared-memory mode the messages flow through two rings in a file under
 //! `/dev/shm`; the TCP login connection stays open as the control stream (heartbeats,
@@ -20,10 +22,12 @@
 
 mod client;
 mod config;
+mod reconnect;
 
 pub use client::Client;
 pub use config::ClientConfig;
-pub use tcpshm_connection::{ConnectError, Connected, ConnectionConfig, OpenError};
+pub use reconnect::{Reconnect, ReconnectConfig, ReconnectEvent};
+pub use tcpshm_connection::{Batch, ConnectError, Connected, ConnectionConfig, OpenError};
 pub use tcpshm_proto::login::{LoginStatus, TransportKind};
 pub use tcpshm_proto::session::ConfigError;
 pub use tcpshm_proto::{CloseReason, Msg, Name, Nanos, Transport};

@@ -579,6 +579,19 @@ impl<S: ByteStream> Transport for Connection<S> {
         self.push_common(msg_type, false)
     }
 
+    fn discard_staged(&mut self) -> u64 {
+        let in_store = self.store.discard_staged();
+        let in_ring = match &mut self.rings {
+            Some(r) => r.tx.discard_staged(),
+            None => 0,
+        };
+        self.queue.ring_next -= in_ring;
+        let n = in_store + in_ring;
+        let taken = self.session.on_discard(n);
+        debug_assert_eq!(taken, n, "staged messages were never written");
+        n
+    }
+
     #[inline]
     fn front(&mut self) -> Option<Msg<'_>> {
         if self.medium == TransportKind::Shm && self.rings.is_some() {

@@ -87,7 +87,7 @@ pub use connection::Connection;
 pub use error::{ConnectError, OpenError};
 pub use files::{LostState, SessionFiles};
 pub use login::{write_refusal, Connected};
-pub use sender::Sender;
+pub use sender::{Batch, Sender};
 
 /// The threading promises of the public types, checked at compile time.
 #[allow(dead_code)]

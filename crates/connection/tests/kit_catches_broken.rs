@@ -9,7 +9,7 @@
 //! sequence mismatch or a limit refusal, one that silently repairs a mismatch, a
 //! rename that reports nothing dropped, ends that report connected after a refused
 //! login, a limit of the peer ignored or misnamed, a queue dropped at a restart, a
-//! resume point not told. Configurations that break liveness or acks are caught too.
+//! resume point not told, a discarded batch delivered or its seqs kept. Configurations that break liveness or acks are caught too.
 #![cfg(feature = "testkit")]
 
 use tcpshm_connection::testkit::{ConnectionHarness, MemPipe, PipeLinks};
@@ -63,6 +63,12 @@ enum Fault {
     IgnorePeerLimit,
     /// A message above the peer's limit is refused, naming this side's limit.
     MisnamedLimit,
+    /// `discard_staged` reports the staged messages dropped but leaves them, to be
+    /// published with the next poll.
+    DiscardIgnored,
+    /// `discard_staged` drops the staged messages but their seqs stay used (here by
+    /// an empty placeholder message).
+    DiscardKeepsSeqs,
     /// An end reopened from its state drops its unacknowledged queue.
     DropQueueAtRestart,
     /// The counters of an end reopened from its state start at zero until its login:
@@ -82,6 +88,9 @@ struct Broken {
     discard: bool,
     /// `EagerPop`: a pop is owed to the next message.
     owed_pop: bool,
+    /// Messages staged by `push_more` since the last publish (as far as this wrapper
+    /// knows: `push`, `pop` and `poll` publish).
+    staged: u64,
     /// A login of this end succeeded (as the harness reported it).
     logged_in: bool,
     /// Opened with a session's numbers (not fresh).
@@ -102,6 +111,7 @@ impl Broken {
             scratch: Vec::new(),
             discard: false,
             owed_pop: false,
+            staged: 0,
             logged_in: false,
             refused: false,
             fake_reason: CloseReason::Io { op: "read", errno: 5 },
@@ -165,6 +175,7 @@ impl Transport for Broken {
         if std::mem::take(&mut self.discard) {
             return Ok(());
         }
+        self.staged = 0;
         if self.fault == Fault::AcceptReserved && !msg_type::is_user(t) {
             return self.m().push(t & 0x0FFF);
         }
@@ -178,7 +189,25 @@ impl Transport for Broken {
         if self.fault == Fault::AcceptReserved && !msg_type::is_user(t) {
             return self.m().push_more(t & 0x0FFF);
         }
-        self.m().push_more(t)
+        self.m().push_more(t)?;
+        self.staged += 1;
+        Ok(())
+    }
+
+    fn discard_staged(&mut self) -> u64 {
+        let staged = std::mem::take(&mut self.staged);
+        match self.fault {
+            Fault::DiscardIgnored => staged,
+            Fault::DiscardKeepsSeqs if staged > 0 => {
+                self.m().discard_staged();
+                // The seqs stay used: here by an empty placeholder.
+                if let Ok(Some(_)) = self.m().alloc(0) {
+                    let _ = self.m().push_more(0);
+                }
+                staged
+            }
+            _ => self.m().discard_staged(),
+        }
     }
 
     fn front(&mut self) -> Option<Msg<'_>> {
@@ -209,6 +238,7 @@ impl Transport for Broken {
     }
 
     fn pop(&mut self) {
+        self.staged = 0;
         let seq = self.front_seq();
         match self.fault {
             Fault::Duplicate(k) if !self.fired && seq == Some(k) => self.fired = true,
@@ -218,6 +248,7 @@ impl Transport for Broken {
     }
 
     fn poll(&mut self, now: Nanos) -> bool {
+        self.staged = 0;
         self.m().poll(now) || self.pretends_connected()
     }
 
@@ -595,6 +626,18 @@ fn an_ignored_peer_limit_fails() {
 fn a_misnamed_limit_fails() {
     let m = fails_in(fault(Fault::MisnamedLimit), "over_peer_limit_refused_at_alloc");
     assert!(m.contains("limit: Local"), "{m}");
+}
+
+#[test]
+fn an_ignored_discard_fails() {
+    let m = fails_in(fault(Fault::DiscardIgnored), "discarded_batches_never_arrive");
+    assert!(m.contains("seqs must be given back"), "{m}");
+}
+
+#[test]
+fn a_discard_that_keeps_the_seqs_fails() {
+    let m = fails_in(fault(Fault::DiscardKeepsSeqs), "discarded_batches_never_arrive");
+    assert!(m.contains("seqs must be given back"), "{m}");
 }
 
 #[test]

@@ -364,6 +364,36 @@ impl Store {
         self.note_ops(n)
     }
 
+    /// Drops every message staged by [`push_more`](Self::push_more) since the last
+    /// publish (and one allocated and not pushed): they are never published, their
+    /// seqs are free again (the next push gets the first of them) and their room in
+    /// the queue is reused. Returns how many were dropped. The abort of an
+    /// all-or-nothing batch: a process killed before the publish loses the same
+    /// messages the same way, so a batch is all or nothing whatever happens.
+    ///
+    /// ```
+    /// use tcpshm_persist::{Options, Store};
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-doc-discard-{}", std::process::id()));
+    /// let (me, peer) = ("me".parse().unwrap(), "peer".parse().unwrap());
+    /// let (mut s, _) = Store::open(&dir, me, peer, &Options::new(1 << 16), None, 0).unwrap();
+    /// s.alloc(1).unwrap().unwrap()[0] = 1;
+    /// assert_eq!(s.push(1, 0).unwrap(), 0);
+    /// for _ in 0..2 {
+    ///     s.alloc(1).unwrap().unwrap();
+    ///     s.push_more(2, 0).unwrap();
+    /// }
+    /// assert_eq!(s.discard_staged(), 2);
+    /// s.alloc(1).unwrap().unwrap();
+    /// assert_eq!(s.push(3, 0).unwrap(), 1, "the seqs of the batch were given back");
+    /// # drop(s); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    #[inline]
+    pub fn discard_staged(&mut self) -> u64 {
+        self.pending = None;
+        self.producer.discard_staged();
+        std::mem::take(&mut self.staged)
+    }
+
     #[inline]
     pub(crate) fn publish_staged(&mut self) -> u64 {
         let n = self.staged;

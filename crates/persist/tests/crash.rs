@@ -219,7 +219,11 @@ fn child(dir: &Path) -> ! {
                 assert_eq!(s.push_more(t, ack).unwrap(), first + k);
                 k += 1;
             }
-            if k > 0 {
+            if k > 0 && next() % 4 == 0 {
+                // An aborted batch: never visible, its seqs given back.
+                assert_eq!(s.discard_staged(), k);
+                assert_eq!((s.next_seq(), s.staged()), (first, 0));
+            } else if k > 0 {
                 let rec = log.begin(b'M', first, k);
                 s.publish().unwrap();
                 log.done(rec);

@@ -25,6 +25,8 @@ enum Op {
         fill: u8,
     },
     Publish,
+    /// Drop what is staged (an aborted batch).
+    Discard,
     /// alloc never pushed.
     AllocOnly {
         len: usize,
@@ -69,6 +71,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(len, msg_type, fill)| Op::Push { len, msg_type, fill }),
         8 => (len.clone(), any::<u8>()).prop_map(|(len, fill)| Op::Stage { len, fill }),
         4 => Just(Op::Publish),
+        2 => Just(Op::Discard),
         3 => len.prop_map(|len| Op::AllocOnly { len }),
         20 => (0u64..=9).prop_map(|num| Op::Ack { num }),
         6 => (0u64..5).prop_map(|n| Op::Consume { n }),
@@ -193,6 +196,13 @@ impl World {
             Op::Publish => {
                 self.s().publish().unwrap();
                 self.publish_model();
+            }
+            Op::Discard => {
+                let n = self.m.staged.len() as u64;
+                assert_eq!(self.s().discard_staged(), n);
+                assert_eq!(self.s().staged(), 0);
+                self.m.staged.clear();
+                assert!(matches!(self.s().push_more(1, 0), Err(StoreError::NothingAllocated)));
             }
             Op::AllocOnly { len } => {
                 // Nothing changes: the next alloc replaces it, a reopen forgets it.

@@ -222,6 +222,17 @@ pub trait Transport {
     /// as if it had never been pushed.
     fn push_more(&mut self, msg_type: u16) -> Result<(), SendError>;
 
+    /// Drops every message completed by [`push_more`](Self::push_more) and not yet
+    /// published (and an allocated, unpushed one): they are never sent, and their seqs
+    /// are given back — the next push gets the first of them, so the peer sees no gap.
+    /// Returns how many were dropped (0 once something published them).
+    ///
+    /// With `push_more` this makes an all-or-nothing batch: stage every message, then
+    /// publish them all (`push` of the last, or `poll`) or drop them all with this — a
+    /// batch whose third message finds the queue full need not half-send. A crash
+    /// before the publish drops them the same way.
+    fn discard_staged(&mut self) -> u64;
+
     /// The next received message, borrowed in place; `None` if none is available.
     fn front(&mut self) -> Option<Msg<'_>>;
 

@@ -12,6 +12,7 @@ enum Op {
     Push(u16, usize),
     PushMore(u16, usize),
     Publish,
+    Discard,
     Pop,
     PopMore,
     Release,
@@ -23,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<u16>(), 0usize..300).prop_map(|(t, l)| Op::Push(t, l)),
         2 => (any::<u16>(), 0usize..300).prop_map(|(t, l)| Op::PushMore(t, l)),
         1 => Just(Op::Publish),
+        1 => Just(Op::Discard),
         3 => Just(Op::Pop),
         2 => Just(Op::PopMore),
         1 => Just(Op::Release),
@@ -46,7 +48,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
 
     /// The var queue behaves like a deque of (type, bytes), with staged pushes
-    /// invisible until published and popped space returned only on release.
+    /// invisible until published (or gone for good once discarded) and popped space
+    /// returned only on release.
     #[test]
     fn var_queue_matches_model(
         cap_log in 7u32..11,
@@ -87,6 +90,15 @@ proptest! {
                 Op::Publish => {
                     p.publish();
                     published.extend(staged.drain(..));
+                }
+                Op::Discard => {
+                    // Staged frames vanish; the write index is the published one again.
+                    let before = p.write_index();
+                    let given_back = p.discard_staged();
+                    prop_assert_eq!(p.write_index(), p.published_index());
+                    prop_assert_eq!(before - given_back, p.published_index());
+                    prop_assert_eq!(given_back == 0, staged.is_empty());
+                    staged.clear();
                 }
                 Op::Pop | Op::PopMore => {
                     let want = published.front().cloned();

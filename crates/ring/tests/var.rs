@@ -251,6 +251,65 @@ fn batch_publish_and_release() {
 }
 
 #[test]
+fn discard_staged_drops_the_batch_and_reuses_its_bytes() {
+    let (mut p, mut c) = VarQueue::with_capacity(256);
+    assert!(push_bytes(&mut p, 1, b"kept"));
+    for t in 2..5u16 {
+        p.alloc(8).unwrap().unwrap().copy_from_slice(b"discard!");
+        p.push_more(t).unwrap();
+    }
+    // An alloc after the staged frames, never pushed, goes too.
+    p.alloc(3).unwrap().unwrap();
+    assert_eq!((p.write_index(), p.published_index()), (64, 16));
+    assert_eq!(p.discard_staged(), 48);
+    assert_eq!(p.write_index(), 16);
+    assert!(p.push_more(9).is_err(), "the pending alloc went with the batch");
+    assert_eq!(p.discard_staged(), 0, "nothing staged: nothing to give back");
+    // The next frame reuses the discarded bytes: the consumer sees it right after "kept".
+    assert!(push_bytes(&mut p, 7, b"next"));
+    assert_eq!(p.published_index(), 32);
+    assert_eq!(pop_bytes(&mut c), Some((1, b"kept".to_vec())));
+    assert_eq!(pop_bytes(&mut c), Some((7, b"next".to_vec())));
+    assert!(c.front().unwrap().is_none());
+}
+
+#[test]
+fn discard_staged_across_a_wrap_marker() {
+    // 512-byte ring: a staged frame that wraps writes a marker at the end; discarding
+    // takes the marker back too, and the consumer never meets it.
+    let (mut p, mut c) = VarQueue::with_capacity(512);
+    assert!(push_bytes(&mut p, 1, &[1; 248])); // 256-byte frame
+    assert!(push_bytes(&mut p, 1, &[1; 176])); // 184-byte frame: 72 bytes left at the end
+    assert!(pop_bytes(&mut c).is_some() && pop_bytes(&mut c).is_some());
+    p.alloc(100).unwrap().unwrap().fill(2); // a 112-byte frame does not fit: wraps
+    p.push_more(2).unwrap();
+    assert_eq!(p.write_index(), 440 + 72 + 112);
+    assert_eq!(p.discard_staged(), 72 + 112);
+    assert!(push_bytes(&mut p, 3, &[3; 40])); // fits before the end now
+    assert_eq!(p.published_index(), 440 + 48);
+    assert_eq!(pop_bytes(&mut c), Some((3, vec![3; 40])));
+    assert!(c.front().unwrap().is_none());
+}
+
+#[test]
+fn discarded_frames_never_reach_a_reattached_consumer() {
+    let mut m = Mem::new(1024);
+    let b = m.bytes();
+    var::init(b, Config::new(1024)).unwrap();
+    {
+        let (mut p, _c) = var::attach(b).unwrap();
+        assert!(push_bytes(&mut p, 1, b"kept"));
+        p.alloc(4).unwrap().unwrap().copy_from_slice(b"gone");
+        p.push_more(2).unwrap();
+        p.discard_staged();
+        p.publish();
+    }
+    let (_p, mut c) = var::attach(b).unwrap();
+    assert_eq!(pop_bytes(&mut c), Some((1, b"kept".to_vec())));
+    assert!(c.front().unwrap().is_none());
+}
+
+#[test]
 fn realloc_replaces_pending() {
     let (mut p, mut c) = VarQueue::with_capacity(256);
     p.alloc(100).unwrap().unwrap();

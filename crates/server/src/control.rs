@@ -2,23 +2,23 @@
 //! login handler, and hands admitted logins to their group's thread.
 
 use crate::config::ServerConfig;
+use crate::directory::Directory;
 use crate::handler::{LoginHandler, LoginInfo};
 use crate::handoff::Handoff;
 use crate::pending::{Failure, OwnedLogin, Pending, Progress};
 use crate::policy::{GroupId, ShardPolicy};
 use crate::retention::{RemovedSession, Sweeper};
-use crate::slot::{Counts, Load, Slot};
+use crate::slot::{Counts, Load, Shared, Slot};
 use crate::stats::ControlStatsWriter;
 use crate::sync::Ordering;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tcpshm_connection::write_refusal;
 use tcpshm_proto::handshake::Refusal;
 use tcpshm_proto::login::LoginStatus;
-use tcpshm_proto::{Name, Nanos};
+use tcpshm_proto::Nanos;
 use tcpshm_ring::spsc;
 use tcpshm_stats::{ServerRecord, ServerSlot};
 
@@ -58,9 +58,9 @@ pub struct Control<L, P> {
     pending: Vec<Option<Pending>>,
     free: Vec<usize>,
     pending_count: usize,
-    /// Every client seen in this process: its group (sticky, so its session object is
-    /// found again) and its slot.
-    table: HashMap<Name, (GroupId, Arc<Slot>)>,
+    /// Every client seen in this process: its home group (sticky, so its session
+    /// object is found again) and its slot; shared with the groups.
+    dir: Arc<Directory>,
     groups: Vec<GroupLink>,
     loads: Vec<usize>,
     counts: Arc<Counts>,
@@ -79,14 +79,14 @@ fn refusal(status: LoginStatus, text: impl Into<String>) -> Refusal {
 
 impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
     pub(crate) fn new(
-        cfg: Arc<ServerConfig>,
+        shared: Shared,
         listeners: Vec<TcpListener>,
         groups: Vec<GroupLink>,
-        counts: Arc<Counts>,
         login: L,
         policy: P,
         stats: Option<ServerSlot>,
     ) -> std::io::Result<Control<L, P>> {
+        let Shared { cfg, counts, dir } = shared;
         let poller = Poll::new()?;
         let mut listeners = listeners;
         for (k, l) in listeners.iter_mut().enumerate() {
@@ -103,7 +103,7 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
             pending: Vec::new(),
             free: Vec::new(),
             pending_count: 0,
-            table: HashMap::new(),
+            dir,
             groups,
             loads: vec![0; n],
             counts,
@@ -315,9 +315,12 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
         for (g, l) in self.groups.iter().enumerate() {
             self.loads[g] = l.load.load(Ordering::Relaxed);
         }
-        let group = match self.table.get(&info.client) {
+        // The home of a client already routed here or opened by a group to push to it
+        // (the lock is not held across the user's handler).
+        let home = self.dir.lock().get(&info.client).map(|(g, _)| *g);
+        let group = match home {
             // A client that was here before goes back to the group holding its session.
-            Some((g, _)) => *g,
+            Some(g) => g,
             None => {
                 let suggested = self.policy.assign(&info.client, &self.loads);
                 match self.login.on_login(info, suggested) {
@@ -332,13 +335,14 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                 format!("server misconfiguration: group {group} chosen, but there are {} groups", self.groups.len()),
             ));
         }
-        if self.table.contains_key(&info.client) {
+        if home.is_some() {
             // Returning client: the handler still decides (credentials may change).
             if let Err(r) = self.login.on_login(info, group) {
                 return Err(refusal(LoginStatus::Rejected, r.text));
             }
         }
-        let slot = self.table.entry(info.client).or_insert_with(|| (group, Arc::new(Slot::default()))).1.clone();
+        // A group may have claimed the name meanwhile (to push to it): its home wins.
+        let (group, slot) = self.dir.home(info.client, group);
         if slot.claim() {
             return Ok((group, slot, true));
         }

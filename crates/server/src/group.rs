@@ -1,10 +1,12 @@
 //! A group: a set of sessions polled by exactly one user thread.
 
 use crate::config::ServerConfig;
+use crate::directory::Directory;
 use crate::handler::{Conn, GroupHandler, Handled};
 use crate::handoff::Handoff;
 use crate::policy::GroupId;
-use crate::slot::{Counts, Load, Slot};
+use crate::sessions::{Sessions, Table};
+use crate::slot::{Counts, Load, Shared, Slot};
 use crate::stats::{EntryStats, GroupStats};
 use crate::sync::Ordering;
 use mio::net::TcpStream;
@@ -32,11 +34,11 @@ enum Read {
 
 /// One client's session in the group and its bookkeeping. It stays while the client
 /// is away: its queue and numbers are the session's, and a reconnect finds them here.
-struct Entry {
-    client: Name,
-    peer: std::net::SocketAddr,
-    conn: Connection<TcpStream>,
-    slot: Arc<Slot>,
+pub(crate) struct Entry {
+    pub(crate) client: Name,
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) conn: Connection<TcpStream>,
+    pub(crate) slot: Arc<Slot>,
     /// Registered with the group's poller (only while linked).
     registered: bool,
     /// Up at the end of the last poll (to report each disconnect once).
@@ -48,6 +50,16 @@ struct Entry {
 }
 
 impl Entry {
+    pub(crate) fn new(
+        client: Name,
+        peer: std::net::SocketAddr,
+        conn: Connection<TcpStream>,
+        slot: Arc<Slot>,
+        stats: EntryStats,
+    ) -> Entry {
+        Entry { client, peer, conn, slot, registered: false, up: false, queued: false, stats }
+    }
+
     fn is_shm(&self) -> bool {
         self.conn.medium() == TransportKind::Shm && self.conn.rings().is_some()
     }
@@ -84,18 +96,22 @@ pub struct Group<H> {
     counts: Arc<Counts>,
     rules: ServerRules,
     stats: GroupStats,
+    /// The homes of client names, shared with control.
+    dir: Arc<Directory>,
+    /// Entries pushed to (or closed) through [`Sessions`], to write out.
+    touched: Vec<usize>,
 }
 
 impl<H: GroupHandler> Group<H> {
     pub(crate) fn new(
         id: GroupId,
-        cfg: Arc<ServerConfig>,
+        shared: Shared,
         handler: H,
         inbox: spsc::Consumer<Handoff>,
         load: Load,
-        counts: Arc<Counts>,
         stats: Option<StatsFile>,
     ) -> std::io::Result<Group<H>> {
+        let Shared { cfg, counts, dir } = shared;
         let limits = tcpshm_proto::login::Limits {
             max_message: cfg.connection.session.max_message,
             queue_capacity: cfg.connection.queue_bytes as u64,
@@ -123,6 +139,8 @@ impl<H: GroupHandler> Group<H> {
             counts,
             rules,
             stats,
+            dir,
+            touched: Vec::new(),
         })
     }
 
@@ -142,6 +160,14 @@ impl<H: GroupHandler> Group<H> {
         self.load.load(Ordering::Relaxed)
     }
 
+    /// The group's sessions, to push to any client of the group between polls from
+    /// the thread that owns the group (see [`Sessions`]; `now` dates a session
+    /// created). Over TCP the messages leave at the next [`poll`](Self::poll).
+    pub fn sessions(&mut self, now: Nanos) -> Sessions<'_> {
+        let table = Table::Whole { entries: &mut self.entries, free: &mut self.free, by_name: &mut self.by_name };
+        Sessions::new(self.id, table, &mut self.touched, &self.cfg, &self.dir, &self.stats, now)
+    }
+
     /// Does everything possible now: finishes handed-over logins, reads and writes
     /// ready sockets, offers messages to the handler (at most
     /// [`messages_per_poll`](ServerConfig::messages_per_poll) per connection), flushes,
@@ -156,6 +182,13 @@ impl<H: GroupHandler> Group<H> {
     pub fn poll(&mut self, now: Nanos) {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
+        }
+        // The handler's own pushes (a handler without `on_poll` compiles to nothing
+        // here), and those made through `sessions()` since the last poll: their
+        // entries are served with the ready ones.
+        self.on_poll(now);
+        if !self.touched.is_empty() {
+            self.mark_touched();
         }
         // With live TCP data connections, readiness is checked at every poll (it is
         // their latency). Shared-memory connections only have their control streams
@@ -172,6 +205,10 @@ impl<H: GroupHandler> Group<H> {
         for k in 0..self.shm.len() {
             let i = self.shm[k];
             self.poll_shm(i, now);
+        }
+        // Other sessions the handlers pushed to while handling those messages.
+        if !self.touched.is_empty() {
+            self.mark_touched();
         }
         if !self.ready.is_empty() {
             self.serve_ready(now);
@@ -226,6 +263,15 @@ impl<H: GroupHandler> Group<H> {
         }
     }
 
+    /// The handler's per-poll hook with every session of the group.
+    #[inline]
+    fn on_poll(&mut self, now: Nanos) {
+        let table = Table::Whole { entries: &mut self.entries, free: &mut self.free, by_name: &mut self.by_name };
+        let mut sessions = Sessions::new(self.id, table, &mut self.touched, &self.cfg, &self.dir, &self.stats, now);
+        self.handler.on_poll(&mut sessions, now);
+        sessions.settle();
+    }
+
     /// How often a group without live TCP connections checks readiness.
     #[inline]
     fn shm_readiness_period(&self) -> Nanos {
@@ -261,6 +307,15 @@ impl<H: GroupHandler> Group<H> {
         for &i in &ready {
             self.dispatch(i, now);
         }
+        // Other sessions the handlers pushed to while handling messages.
+        while let Some(i) = self.touched.pop() {
+            if let Some(Some(e)) = self.entries.get_mut(i) {
+                if e.conn.wants_write() {
+                    e.conn.on_writable(now);
+                }
+            }
+            self.settle(i);
+        }
         for &i in &ready {
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 e.queued = false;
@@ -291,6 +346,12 @@ impl<H: GroupHandler> Group<H> {
         }
     }
 
+    fn mark_touched(&mut self) {
+        while let Some(i) = self.touched.pop() {
+            self.mark(i);
+        }
+    }
+
     fn mark(&mut self, i: usize) {
         if let Some(Some(e)) = self.entries.get_mut(i) {
             if !e.queued {
@@ -302,7 +363,9 @@ impl<H: GroupHandler> Group<H> {
 
     /// Offers up to `messages_per_poll` messages of entry `i` to the handler.
     fn dispatch(&mut self, i: usize, now: Nanos) {
-        let Some(Some(e)) = self.entries.get_mut(i) else { return };
+        // The entry apart from the others, so the handler reaches both.
+        let (head, rest) = self.entries.split_at_mut(i);
+        let Some((Some(e), tail)) = rest.split_first_mut() else { return };
         if !e.conn.is_connected() {
             return;
         }
@@ -314,8 +377,23 @@ impl<H: GroupHandler> Group<H> {
         let mut close = None;
         for _ in 0..self.cfg.messages_per_poll {
             let Some((msg, send)) = e.conn.front_split() else { break };
-            let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
+            let table = Table::Around { head: &mut *head, tail: &mut *tail, hole: i, by_name: &self.by_name };
+            let others = Sessions::new(self.id, table, &mut self.touched, &self.cfg, &self.dir, &self.stats, now);
+            let mut conn = Conn {
+                client: e.client,
+                peer: e.peer,
+                group: self.id,
+                send,
+                close: &mut close,
+                eager: false,
+                connected: true,
+                others: Some(others),
+            };
             let handled = self.handler.on_message(&mut conn, msg);
+            if let Some(others) = &mut conn.others {
+                others.settle();
+            }
+            drop(conn);
             if handled == Handled::Keep || close.is_some() {
                 if handled == Handled::Pop {
                     e.conn.pop();
@@ -402,16 +480,7 @@ impl<H: GroupHandler> Group<H> {
             ) {
                 Ok(conn) => {
                     let created = conn.counters().next_seq == 0 && conn.counters().consumed == 0;
-                    let entry = Entry {
-                        client: login.client,
-                        peer,
-                        conn,
-                        slot: slot.clone(),
-                        registered: false,
-                        up: false,
-                        queued: false,
-                        stats: self.stats.entry(),
-                    };
+                    let entry = Entry::new(login.client, peer, conn, slot.clone(), self.stats.entry());
                     (self.insert(entry), created)
                 }
                 Err(e) => {
@@ -466,7 +535,16 @@ impl<H: GroupHandler> Group<H> {
         // `supersede`), so that the policy sees logins in flight.
         let mut close = None;
         let send = e.conn.sender();
-        let mut conn = Conn { client: e.client, peer: e.peer, group: self.id, send, close: &mut close };
+        let mut conn = Conn {
+            client: e.client,
+            peer: e.peer,
+            group: self.id,
+            send,
+            close: &mut close,
+            eager: false,
+            connected: true,
+            others: None,
+        };
         self.handler.on_logged_on(&mut conn);
         if let Some(text) = close {
             e.conn.close(CloseReason::RemoteRequested { code: tcpshm_proto::close::CloseCode::REQUESTED, text });

@@ -28,10 +28,19 @@
 //! `tcpshm stat` shows it). Each group refreshes its records once per
 //! [`StatsSettings::interval`] with plain stores: no system call and no lock on the
 //! message path.
+//!
+//! **Pushing unprompted.** A group's handler reaches every session of its group by
+//! client name — from [`GroupHandler::on_poll`] at each poll, from a handled message's
+//! [`Conn::sessions`], or between polls through [`Group::sessions`] — and pushes to it
+//! whether the client is connected or not: a message for a client that is away waits
+//! in its persistent queue for its next login ([`Sessions`] has the rules and an
+//! example). Several replies that must leave together, or not at all, go in a
+//! [`Batch`] ([`Conn::batch`]).
 #![forbid(unsafe_code)]
 
 mod config;
 mod control;
+mod directory;
 mod group;
 mod handler;
 mod handoff;
@@ -39,6 +48,7 @@ mod pending;
 mod policy;
 mod retention;
 mod server;
+mod sessions;
 mod slot;
 mod stats;
 mod sync;
@@ -50,7 +60,9 @@ pub use handler::{AcceptAll, Conn, GroupHandler, Handled, LoginHandler, LoginInf
 pub use policy::{ByName, GroupId, LeastLoaded, RoundRobin, ShardPolicy};
 pub use retention::{Removal, RemovedSession, Retention};
 pub use server::{Server, ServerError};
+pub use sessions::{SessionError, Sessions};
 pub use stats::StatsSettings;
+pub use tcpshm_connection::Batch;
 pub use tcpshm_connection::ConnectionConfig;
 pub use tcpshm_proto::login::TransportKind;
 pub use tcpshm_proto::session::ConfigError;

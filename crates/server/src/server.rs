@@ -3,10 +3,11 @@
 
 use crate::config::ServerConfig;
 use crate::control::{Control, GroupLink};
+use crate::directory::Directory;
 use crate::group::Group;
 use crate::handler::{GroupHandler, LoginHandler};
 use crate::policy::ShardPolicy;
-use crate::slot::Counts;
+use crate::slot::{Counts, Shared};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tcpshm_proto::session::ConfigError;
@@ -100,18 +101,18 @@ impl<L: LoginHandler, P: ShardPolicy, H: GroupHandler> Server<L, P, H> {
         }
         let (stats, server_stats) = crate::stats::create_file(&cfg)?;
         let cfg = Arc::new(cfg);
-        let counts = Arc::new(Counts::default());
+        let shared = Shared { cfg, counts: Arc::new(Counts::default()), dir: Arc::new(Directory::default()) };
         let mut links = Vec::new();
         let mut groups = Vec::new();
         for (id, handler) in handlers.into_iter().enumerate() {
             let (outbox, inbox) = spsc::channel(HANDOFF_QUEUE);
             let load = Arc::new(AtomicUsize::new(0));
             links.push(GroupLink { outbox, load: load.clone() });
-            let g = Group::new(id, cfg.clone(), handler, inbox, load, counts.clone(), stats.clone())
+            let g = Group::new(id, shared.clone(), handler, inbox, load, stats.clone())
                 .map_err(|source| ServerError::Io { what: "cannot create a group's poller", source })?;
             groups.push(g);
         }
-        let control = Control::new(cfg, listeners, links, counts, login, policy, server_stats)
+        let control = Control::new(shared, listeners, links, login, policy, server_stats)
             .map_err(|source| ServerError::Io { what: "cannot create the control poller", source })?;
         Ok(Server { control, groups })
     }

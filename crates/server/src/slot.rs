@@ -43,5 +43,14 @@ pub(crate) struct Counts {
     pub(crate) live: AtomicUsize,
 }
 
+/// What control and every group share: the configuration, the live count and the
+/// homes of client names.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) cfg: Arc<crate::ServerConfig>,
+    pub(crate) counts: Arc<Counts>,
+    pub(crate) dir: Arc<crate::directory::Directory>,
+}
+
 /// A group's load (its live connections), read by the sharding policy.
 pub(crate) type Load = Arc<AtomicUsize>;

@@ -378,6 +378,38 @@ impl RingTx {
         n
     }
 
+    /// Drops every frame staged since the last [`publish`](Self::publish) (and an
+    /// allocated, unpushed message): the peer never sees them, and their room in the
+    /// ring is free again. Returns how many frames were dropped. Their seqs are the
+    /// caller's to take back (the session numbers them). The abort of an
+    /// all-or-nothing batch; a process killed before `publish` loses the staged frames
+    /// the same way (the file's write index is the published one).
+    ///
+    /// ```
+    /// use tcpshm_proto::Name;
+    /// use tcpshm_transport_shm::{Capacities, Rings, ShmDir, ShmFile};
+    ///
+    /// let dir = ShmDir::new("/dev/shm", &format!("doc-discard-{}-", std::process::id())).unwrap();
+    /// let (s, c) = (Name::new("srv").unwrap(), Name::new("cli").unwrap());
+    /// let mut server = Rings::new(ShmFile::create_or_open(&dir, &s, &c, Capacities::symmetric(4096)).unwrap());
+    /// let mut client = Rings::new(ShmFile::open(&dir, &s, &c).unwrap());
+    /// for seq in 0..2 {
+    ///     client.tx.alloc(1).unwrap().unwrap()[0] = seq as u8;
+    ///     client.tx.push_more(1, seq, 0).unwrap();
+    /// }
+    /// assert_eq!(client.tx.discard_staged(), 2);
+    /// assert_eq!(client.tx.publish(), 0);
+    /// assert!(server.rx.front().unwrap().is_none());
+    /// drop((server, client));
+    /// dir.remove(&s, &c).unwrap();
+    /// ```
+    #[inline]
+    pub fn discard_staged(&mut self) -> u64 {
+        self.pending = None;
+        self.ring.discard_staged();
+        std::mem::take(&mut self.staged)
+    }
+
     /// Frames staged and not yet published.
     #[inline]
     pub fn staged(&self) -> u64 {

@@ -116,6 +116,32 @@ fn limits_and_misuse_are_typed_errors() {
     assert_eq!(p.cli.rx.front().unwrap().unwrap().payload, b"abc");
 }
 
+/// An aborted batch: staged frames are dropped, the peer never sees them, their room
+/// is free again and the next frames (with the same seqs) follow the published ones.
+#[test]
+fn discarded_frames_never_reach_the_peer() {
+    let mut p = pair("discard", CAPS);
+    assert!(push(&mut p.srv, 0, 30));
+    let free = p.srv.tx.free_bytes();
+    for seq in 1..4 {
+        p.srv.tx.alloc(500).unwrap().unwrap().fill(0xEE);
+        p.srv.tx.push_more(1, seq, 0).unwrap();
+    }
+    p.srv.tx.alloc(7).unwrap().unwrap(); // allocated, not pushed: goes too
+    assert_eq!(p.srv.tx.discard_staged(), 3);
+    assert_eq!((p.srv.tx.staged(), p.srv.tx.free_bytes()), (0, free));
+    assert_eq!(p.srv.tx.push_more(1, 1, 0), Err(RingError::NothingAllocated));
+    assert_eq!(p.srv.tx.publish(), 0);
+    for seq in 1..3 {
+        assert!(push(&mut p.srv, seq, 40));
+    }
+    assert_eq!(p.srv.tx.end().unwrap(), Some(3), "three frames, numbered without a gap");
+    for seq in 0..3 {
+        expect(&mut p.cli, seq, if seq == 0 { 30 } else { 40 });
+    }
+    assert!(p.cli.rx.front().unwrap().is_none());
+}
+
 #[test]
 fn a_full_ring_is_backpressure_and_pops_make_room() {
     let mut p = pair("full", CAPS);

@@ -380,6 +380,16 @@ impl Session {
         self.seq.on_push()
     }
 
+    /// The last `n` pushed messages were dropped before they were written (an aborted
+    /// batch): their seqs are given back (see [`SeqState::on_discard`]). Returns how
+    /// many were.
+    #[inline]
+    pub fn on_discard(&mut self, n: u64) -> u64 {
+        let n = self.seq.on_discard(n);
+        self.counters.pushed = self.counters.pushed.saturating_sub(n);
+        n
+    }
+
     /// `n` queued messages were written on the link (see [`SeqState::on_sent`]).
     #[inline]
     pub fn on_sent(&mut self, n: u64) {

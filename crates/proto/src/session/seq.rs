@@ -491,6 +491,27 @@ impl SeqState {
         seq
     }
 
+    /// The last `n` pushed messages were dropped before any of them was written (an
+    /// aborted batch: the medium discarded its staged frames): their seqs are given
+    /// back, so the next push gets the first of them and the peer sees no gap. Only
+    /// messages never written in this process (nor queued when it resumed the
+    /// session) can be taken back. Returns how many were.
+    ///
+    /// ```
+    /// use tcpshm_proto::session::{AckPolicy, SeqState};
+    /// let mut s = SeqState::new(AckPolicy::default());
+    /// (s.on_push(), s.on_push(), s.on_push());
+    /// s.on_sent(1);
+    /// assert_eq!(s.on_discard(5), 2, "one of the three was written already");
+    /// assert_eq!(s.on_push(), 1);
+    /// ```
+    #[inline]
+    pub fn on_discard(&mut self, n: u64) -> u64 {
+        let n = n.min(self.next_seq - self.sent.max(self.sent_high).min(self.next_seq));
+        self.next_seq -= n;
+        n
+    }
+
     /// `n` queued messages were written on this link (from `sent` on). Returns how
     /// many of them were written for the first time in this process (the rest are
     /// resends). `n` is clamped to [`unsent`](Self::unsent).
@@ -616,6 +637,34 @@ mod tests {
         s.begin_login();
         s.after_login(&SessionNumbers::default()).unwrap();
         s
+    }
+
+    #[test]
+    fn discard_gives_back_only_unwritten_seqs() {
+        let mut s = logged_in(AckPolicy::default());
+        for _ in 0..5 {
+            s.on_push();
+        }
+        assert_eq!(s.on_sent(2), 2);
+        assert_eq!(s.on_discard(0), 0);
+        assert_eq!(s.on_discard(2), 2);
+        assert_eq!((s.next_seq(), s.sent(), s.unsent()), (3, 2, 1));
+        assert_eq!(s.on_discard(9), 1, "written messages are never taken back");
+        assert_eq!((s.next_seq(), s.unsent()), (2, 0));
+        assert_eq!(s.on_push(), 2, "the next push reuses the first seq given back");
+        assert_eq!(s.on_sent(1), 1, "and is a first write, not a resend");
+        // After a reconnect the resend range is unsent again on the new link, but it
+        // was written before (and queued messages of a resumed session may have
+        // left before a restart): never taken back.
+        s.begin_login();
+        s.after_login(&peer(0, 0, 0, 0)).unwrap();
+        assert_eq!(s.unsent(), 3);
+        assert_eq!(s.on_discard(1), 0);
+        s.on_push();
+        assert_eq!(s.on_discard(2), 1);
+        assert_eq!(s.next_seq(), 3);
+        let mut r = SeqState::resume(AckPolicy::default(), range(0, 4), 0);
+        assert_eq!(r.on_discard(1), 0, "a resumed queue is not a batch");
     }
 
     #[test]

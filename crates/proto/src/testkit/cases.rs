@@ -268,6 +268,105 @@ pub fn push_more_batches<H: Harness>(h: &mut H) -> Result<(), String> {
     k.expect_quiet(&mut a, &mut b)
 }
 
+/// An all-or-nothing batch: messages staged with `push_more` and dropped with
+/// `discard_staged` never arrive and give their seqs back (the next messages follow
+/// without a gap) — a batch whose last message finds the queue full, a batch
+/// dropped while disconnected; a batch already published by `poll` cannot be taken
+/// back; room freed by a discard is used again.
+pub fn discarded_batches_never_arrive<H: Harness>(h: &mut H) -> Result<(), String> {
+    let mut k = Kit::new(h, 112);
+    let (mut a, mut b) = k.pair()?;
+    let mut f = Flow::new("a->b", k.flow_seed(), max_len(&a, &b).min(700));
+    let discard = |f: &mut Flow, a: &mut H::T, staged: u64, what: &str| -> Result<(), String> {
+        let n = a.discard_staged();
+        if n != staged {
+            return Err(format!("discard_staged {what} dropped {n} messages, {staged} were staged"));
+        }
+        f.forget(staged);
+        if a.counters().next_seq != f.pushed {
+            return Err(format!(
+                "after discarding {staged} staged messages {what} the next seq is {}, expected {} (seqs must \
+                 be given back)",
+                a.counters().next_seq,
+                f.pushed
+            ));
+        }
+        Ok(())
+    };
+    // One published, three staged and an allocated one: the four go.
+    f.push_one(&mut a, false)?;
+    for _ in 0..3 {
+        if !f.push_one(&mut a, true)? {
+            return Err("no room for a 3-message batch in an empty queue".into());
+        }
+    }
+    if !matches!(a.alloc(10), Ok(Some(_))) {
+        return Err("alloc(10) found no room in an almost empty queue".into());
+    }
+    discard(&mut f, &mut a, 3, "after three push_more")?;
+    if a.discard_staged() != 0 {
+        return Err("a second discard_staged found messages to drop".into());
+    }
+    if a.push(1).is_ok() {
+        return Err("push after discard_staged succeeded: the allocated message should be gone too".into());
+    }
+    f.push_upto(&mut a, f.pushed + 2)?;
+    k.run(&mut a, &mut b, false, "the messages around a discarded batch", |_, b| {
+        f.pop_all(b)?;
+        Ok((f.done(3), f.popped))
+    })?;
+
+    // Staged until the queue is full (nothing is sent while no one polls), all
+    // dropped; the same room then takes the same batch, and it arrives whole.
+    let start = f.pushed;
+    while f.push_one(&mut a, true)? {
+        if f.pushed - start > 100_000 {
+            return Err("100000 staged messages and the queue is not full".into());
+        }
+    }
+    let batch = f.pushed - start;
+    if batch < 2 {
+        return Err(format!("only {batch} message(s) staged before the queue was full"));
+    }
+    discard(&mut f, &mut a, batch, "when the queue was full")?;
+    for i in 0..batch {
+        if !f.push_one(&mut a, true)? {
+            return Err(format!("the room of {batch} discarded messages took only {i} of them again"));
+        }
+    }
+    k.run(&mut a, &mut b, false, "a batch staged in the room of a discarded one", |_, b| {
+        f.pop_all(b)?;
+        Ok((f.done(start + batch), f.popped))
+    })?;
+
+    // A poll publishes what is staged: nothing left to take back.
+    for _ in 0..2 {
+        f.push_one(&mut a, true)?;
+    }
+    k.round(&mut a, &mut b);
+    if a.discard_staged() != 0 {
+        return Err("discard_staged dropped messages that a poll had published".into());
+    }
+
+    // While disconnected too.
+    k.cut(&mut a, &mut b);
+    for _ in 0..3 {
+        k.round(&mut a, &mut b);
+    }
+    for _ in 0..2 {
+        f.push_one(&mut a, true)?;
+    }
+    discard(&mut f, &mut a, 2, "while disconnected")?;
+    f.push_upto(&mut a, f.pushed + 1)?;
+    k.reconnect(&mut a, &mut b)?;
+    let n = f.pushed;
+    k.run(&mut a, &mut b, false, "the messages around a batch discarded while disconnected", |_, b| {
+        f.pop_all(b)?;
+        Ok((f.done(n), f.popped))
+    })?;
+    k.expect_quiet(&mut a, &mut b)
+}
+
 /// A peer that never pops: the sender's queue fills and `alloc` returns `None`;
 /// both stay connected for several timeouts (backpressure is not a disconnect, and
 /// a full receiver does not take its peer for dead); nothing is lost; once the peer

@@ -7,7 +7,8 @@
 //! users rely on:
 //!
 //! * **messages**: every message arrives once, in order, with its content, through
-//!   backpressure, cuts, closes and reconnects; limits and reserved types are
+//!   backpressure, cuts, closes and reconnects; a discarded batch never arrives and
+//!   leaves no gap; limits and reserved types are
 //!   refused; a silent peer times out and an idle one does not; a one-way stream is
 //!   not throttled to one queue per heartbeat; close reasons and counters are right;
 //! * **sessions**: pushes before the first login are delivered; nothing is connected
@@ -193,6 +194,7 @@ macro_rules! __tcpshm_conformance_cases {
             push_without_alloc,
             front_stable_until_pop,
             push_more_batches,
+            discarded_batches_never_arrive,
             backpressure,
             one_way_stream_acks,
             push_while_disconnected,
@@ -467,6 +469,15 @@ impl Flow {
         self.pushed += 1;
         self.pushed_bytes += spec.len as u64;
         Ok(true)
+    }
+
+    /// The last `n` pushed messages were discarded before they were sent: they will
+    /// never arrive, and the next pushes take their numbers (and contents) again.
+    pub(crate) fn forget(&mut self, n: u64) {
+        for _ in 0..n.min(self.pushed - self.popped) {
+            self.pushed -= 1;
+            self.pushed_bytes -= self.spec(self.pushed).len as u64;
+        }
     }
 
     /// Pushes until `target` messages were pushed in total or the queue is full.

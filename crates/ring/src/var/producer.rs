@@ -213,6 +213,37 @@ impl<'a> Producer<'a> {
         self.stage(msg_type)
     }
 
+    /// Drops every frame staged by [`push_more`](Self::push_more) since the last
+    /// publish, and a frame [`alloc`](Self::alloc)ated and not pushed: the write index
+    /// goes back to the published one, so the consumer never sees them and the next
+    /// `alloc` reuses their bytes. Returns how many bytes were given back (wrap
+    /// markers included). The abort of an all-or-nothing batch.
+    ///
+    /// Nothing reaches the region: staged frames were only ever written beyond the
+    /// published index, which the consumer does not read past.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// p.alloc(1).unwrap().unwrap()[0] = 1;
+    /// p.push(1).unwrap();
+    /// for t in 2..4 {
+    ///     p.alloc(1).unwrap().unwrap()[0] = t as u8;
+    ///     p.push_more(t).unwrap();
+    /// }
+    /// assert_eq!(p.discard_staged(), 32); // two 16-byte frames
+    /// p.publish(); // nothing left to publish
+    /// assert_eq!(c.front().unwrap().unwrap().msg_type(), 1);
+    /// c.pop().unwrap();
+    /// assert!(c.front().unwrap().is_none());
+    /// ```
+    #[inline]
+    pub fn discard_staged(&mut self) -> u64 {
+        self.pending = None;
+        let n = self.write - self.published;
+        self.write = self.published;
+        n
+    }
+
     /// Makes every staged frame visible to the consumer (one release store).
     #[inline]
     pub fn publish(&mut self) {
