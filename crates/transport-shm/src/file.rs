@@ -17,9 +17,6 @@ use tcpshm_proto::Name;
 use tcpshm_ring::shm::lock;
 use tcpshm_ring::var::{self, AttachError, Config, Consumer, Producer};
 
-/// Offset of the read index in a `tcpshm_ring::var` region header (its documented
-/// layout; the region's magic and version are checked at open).
-
 /// The mapping and the locked descriptor.
 /// Field order is drop order: unregister the mapping from the truncation guard, unmap,
 /// then close the descriptor (releasing the lock).
