@@ -23,7 +23,7 @@ mod config;
 
 pub use client::Client;
 pub use config::ClientConfig;
-pub use tcpshm_connection::{ConnectError, Connected, ConnectionConfig, OpenError};
+pub use tcpshm_connection::{ConnectError, Connected, ConnectionConfig, OpenError, Producer, ProducerError};
 pub use tcpshm_proto::login::{LoginStatus, TransportKind};
 pub use tcpshm_proto::session::ConfigError;
 pub use tcpshm_proto::{CloseReason, Msg, Name, Nanos, Transport};

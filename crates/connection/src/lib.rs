@@ -73,7 +73,9 @@ mod close_handle;
 mod config;
 mod connection;
 mod error;
+mod handoff;
 mod login;
+mod producer;
 mod rings;
 mod sender;
 mod stream;
@@ -85,6 +87,7 @@ pub use config::{ConnectionConfig, ShmSettings};
 pub use connection::Connection;
 pub use error::{ConnectError, OpenError};
 pub use login::{write_refusal, Connected};
+pub use producer::{Producer, ProducerError};
 pub use sender::Sender;
 
 /// The threading promises of the public types, checked at compile time.
@@ -94,4 +97,6 @@ fn _assert_thread_safety() {
     send::<Connection<mio::net::TcpStream>>();
     send::<Connection<std::os::unix::net::UnixStream>>();
     send::<CloseHandle>();
+    fn clone<T: Send + Clone>() {}
+    clone::<Producer>();
 }

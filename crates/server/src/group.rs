@@ -18,6 +18,11 @@ use tcpshm_proto::{CloseReason, Name, Nanos, Transport};
 use tcpshm_ring::spsc;
 use tcpshm_transport_shm::Side;
 
+// Producer handles of the group's sessions: an extension of `Group` that needs its
+// entries, so a child module (in its own file).
+#[path = "producer.rs"]
+mod producer;
+
 /// One client's session in the group and its bookkeeping. It stays while the client
 /// is away: its queue and numbers are the session's, and a reconnect finds them here.
 struct Entry {
@@ -69,6 +74,8 @@ pub struct Group<H> {
     load: Load,
     counts: Arc<Counts>,
     rules: ServerRules,
+    /// Entries whose session has a producers' queue: drained at every poll.
+    producing: Vec<usize>,
 }
 
 impl<H: GroupHandler> Group<H> {
@@ -105,6 +112,7 @@ impl<H: GroupHandler> Group<H> {
             load,
             counts,
             rules,
+            producing: Vec::new(),
         })
     }
 
@@ -136,6 +144,7 @@ impl<H: GroupHandler> Group<H> {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
         }
+        self.drain_producers();
 
         // With live TCP data connections, readiness is checked at every poll (it is
         // their latency). Shared-memory connections only have their control streams
@@ -362,6 +371,7 @@ impl<H: GroupHandler> Group<H> {
             }
         }
         self.by_name.insert(login.client, i);
+        self.note_producers(i);
         let Some(e) = self.entries[i].as_mut() else { return };
         if let Some(s) = e.conn.stream_mut() {
             e.registered =

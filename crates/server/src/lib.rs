@@ -38,7 +38,7 @@ pub use group::Group;
 pub use handler::{AcceptAll, Conn, GroupHandler, Handled, LoginHandler, LoginInfo, Reject};
 pub use policy::{ByName, GroupId, LeastLoaded, RoundRobin, ShardPolicy};
 pub use server::{Server, ServerError};
-pub use tcpshm_connection::ConnectionConfig;
+pub use tcpshm_connection::{ConnectionConfig, Producer, ProducerError};
 pub use tcpshm_proto::login::TransportKind;
 pub use tcpshm_proto::session::ConfigError;
 pub use tcpshm_proto::{CloseReason, Msg, Name, Nanos};
