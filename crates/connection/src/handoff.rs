@@ -300,9 +300,10 @@ impl Drain {
     /// Steps 4 and 5: the batch is in the session's queue (published).
     #[inline]
     pub(crate) fn commit(&mut self) {
-        let c = self.consumer();
-        c.release();
-        c.set_word(ARMED, 0);
+        self.consumer().release();
+        #[cfg(feature = "testkit")]
+        crate::testkit::drain::at(crate::testkit::DrainPoint::Released);
+        self.consumer().set_word(ARMED, 0);
     }
 
     /// Gives the producers the largest payload the session takes now.

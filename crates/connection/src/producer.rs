@@ -336,6 +336,8 @@ impl<S: ByteStream> Connection<S> {
         let Some(mut d) = self.producers.drain.take() else { return 0 };
         // Step 1 (the caller saw a message at the head).
         d.arm(self.session.seq().next_seq());
+        #[cfg(feature = "testkit")]
+        crate::testkit::drain::at(crate::testkit::DrainPoint::Armed);
         let mut moved = 0;
         let mut stuck = None;
         while moved < DRAIN_BATCH {
@@ -368,12 +370,16 @@ impl<S: ByteStream> Connection<S> {
             moved += 1;
         }
         if moved > 0 {
+            #[cfg(feature = "testkit")]
+            crate::testkit::drain::at(crate::testkit::DrainPoint::Moved);
             // Commit point 1: the batch is in the session's queue. (A store whose sync
             // fails has published the batch before failing: the link ends, the batch
             // stays moved.)
             if let Err(reason) = self.publish_staged() {
                 self.fail(reason, true);
             }
+            #[cfg(feature = "testkit")]
+            crate::testkit::drain::at(crate::testkit::DrainPoint::Published);
         }
         // Commit point 2: released from the producers' queue; then disarmed.
         d.commit();
