@@ -485,6 +485,16 @@ fn pairs_panel<DB: DrawingBackend>(
     let mut builder = ChartBuilder::on(area);
     builder.caption(title, ("sans-serif", 20)).margin(12).margin_right(40).x_label_area_size(40).y_label_area_size(70);
     let st_bound = |i: usize| RGBColor(90, 90, 90).mix(0.4 + 0.2 * (i % 3) as f64).stroke_width(1);
+    // Pair numbers are whole: no label between them.
+    let xfmt = |x: &f64| {
+        if x_log {
+            human(*x)
+        } else if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
     macro_rules! draw_on {
         ($chart:expr, $x0:expr, $x1:expr) => {{
             let mut chart = $chart;
@@ -492,7 +502,7 @@ fn pairs_panel<DB: DrawingBackend>(
                 .configure_mesh()
                 .x_desc(x_desc)
                 .y_desc("ratio")
-                .x_label_formatter(&|x| human(*x))
+                .x_label_formatter(&xfmt)
                 .y_label_formatter(&|y| format!("{y:.2}"))
                 .draw()
                 .map_err(e)?;

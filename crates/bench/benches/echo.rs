@@ -29,7 +29,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 use tcpshm_bench::child::{self, Child};
 use tcpshm_bench::clock::{ticks, Clock};
-use tcpshm_bench::common::{self, progress, Opts, Report, Row, Summary};
+use tcpshm_bench::common::{self, fmt_num, progress, Opts, Report, Row, Summary};
 use tcpshm_bench::floors::{self, Ours, Pinger, RingPinger, Shared, SlotPinger, StreamPinger};
 use tcpshm_bench::ours::{self, Echo};
 use tcpshm_bench::pairs::{self, LatencyPairs, Turn, QUANTILES};
@@ -498,7 +498,7 @@ fn trace_tail(who: Who, opts: &Opts, clock: &Clock) -> Result<tail::Attribution,
     assert!(ours::ping_typed(&mut c, TRACE_START, b"", clock.now_ns()));
     let first = seq;
     let slow_ticks = clock.ticks_in(slow_ns);
-    let mut last_switches = tail::switches();
+    let mut looks = tail::Looks::this_thread();
     // Every page touched before the window: no page fault inside it.
     let mut rts = vec![tail::Rt::default(); tail::HANDLED_SLOTS];
     rts.clear();
@@ -506,7 +506,7 @@ fn trace_tail(who: Who, opts: &Opts, clock: &Clock) -> Result<tail::Attribution,
     let span_ticks = clock.ticks_in(span.as_nanos() as f64);
     while ticks() - t < span_ticks && rts.len() < tail::HANDLED_SLOTS - 1 {
         let len = gen.next(seq, &mut buf);
-        let (ok, rt) = tail::traced_ping(&mut c, &buf[..len], seq, clock, slow_ticks, &mut last_switches);
+        let (ok, rt) = tail::traced_ping(&mut c, &buf[..len], seq, clock, slow_ticks, &mut looks);
         assert!(ok, "echo {seq} came back corrupt");
         rts.push(rt);
         seq += 1;
@@ -632,8 +632,8 @@ fn main() {
 
     // System calls per round trip.
     let mut calls_md = String::from(
-        "| transport | round trips counted | server calls / RT | client calls / RT | server calls by name (strace, \
-         separate window) | client calls by name |\n|---|---:|---:|---:|---|---|\n",
+        "| transport | round trips counted (per s) | server calls / RT (per s) | client calls / RT (per s) | server \
+         calls by name (strace, separate window) | client calls by name |\n|---|---:|---:|---:|---|---|\n",
     );
     let mut calls_json = serde_json::Map::new();
     for &w in &traced {
@@ -647,11 +647,14 @@ fn main() {
         match &c.per {
             Ok(per) => {
                 calls_md.push_str(&format!(
-                    "| {} | {} | {:.4} | {:.4} | {} | {} |\n",
+                    "| {} | {} ({}) | {:.4} ({}) | {:.4} ({}) | {} | {} |\n",
                     w.short(),
                     per.messages,
+                    fmt_num(per.rate()),
                     per.server_per(),
+                    fmt_num(per.server as f64 / per.secs),
                     per.client_per(),
+                    fmt_num(per.client as f64 / per.secs),
                     names(&c.names_server),
                     names(&c.names_client)
                 ));
@@ -692,6 +695,7 @@ fn main() {
                 "client_calls": c.per.as_ref().map(|p| p.client).ok(),
                 "server_per_rt": c.per.as_ref().map(|p| p.server_per()).ok(),
                 "client_per_rt": c.per.as_ref().map(|p| p.client_per()).ok(),
+                "seconds": c.per.as_ref().map(|p| p.secs).ok(),
                 "not_measured": c.per.as_ref().err(),
                 "strace_round_trips": c.strace_rts,
                 "server_names": c.names_server.as_ref().ok(),
@@ -725,11 +729,15 @@ fn main() {
             }
         }
         md.push_str(
-            "Inside a slow `Group::poll` the bench cannot tell which part ran (the readiness check, the \
-             shared-memory control check, a heartbeat write, the timer slice, the login inbox, an ack \
-             checkpoint): that needs per-group and per-connection work counters from the library. The \
-             instrumented loops read the clock around every poll, so these windows run a little slower than \
-             the judged ones; their figures are for attribution only.\n",
+            "Each slow round trip is charged to the longest stretch found on the side that took its excess (the \
+             way out: client push to server handler; the way back: handler to client front), with the system \
+             calls that ran in it: `epoll_wait` is a readiness check (the group's or the control part's), \
+             `recvfrom` a control-stream read (the SHM control check), `sendto`/`write` a heartbeat or an ack, \
+             `fcntl` the peer-liveness lock check; \"no system call\" inside a slow Group::poll is user-space \
+             work (timer slice, login inbox, dispatch) that only library work counters can split further. The \
+             instrumented loops read the clock around every poll and look (one read of kernel counters) after \
+             slow stretches, so these windows run a little slower than the judged ones: their figures are for \
+             attribution only.\n",
         );
         report.section("Tail attribution (`--trace-tail`)", md);
         report.data("tail", serde_json::Value::Object(js));

@@ -236,12 +236,14 @@ fn count_calls(s: &mut Setup, size: usize, opts: &Opts, clock: &Clock, src: &[u8
             report.section(
                 &format!("System calls per streamed message (SHM, {})", size_name(size)),
                 format!(
-                    "{} messages (and the FINISH) streamed: the server's polling thread made {} calls ({:.5} per \
-                     message), the client {} ({:.5} per message). By name (strace, a separate window): server: {}; \
-                     client: {}.\n",
+                    "{} messages (and the FINISH) streamed in {:.2} s: the server's polling thread made {} calls \
+                     ({:.5} per message, {} per second), the client {} ({:.5} per message). By name (strace, a \
+                     separate window): server: {}; client: {}.\n",
                     p.messages,
+                    p.secs,
                     p.server,
                     p.server_per(),
+                    fmt_num(p.server as f64 / p.secs),
                     p.client,
                     p.client_per(),
                     text(&server_names),
@@ -264,7 +266,7 @@ fn count_calls(s: &mut Setup, size: usize, opts: &Opts, clock: &Clock, src: &[u8
             report.data(
                 "syscalls",
                 serde_json::json!({"shm_64": {"messages": p.messages, "server_calls": p.server, "client_calls": p.client,
-                    "server_per_message": p.server_per(), "client_per_message": p.client_per(),
+                    "server_per_message": p.server_per(), "client_per_message": p.client_per(), "seconds": p.secs,
                     "server_names": server_names.as_ref().ok(), "client_names": client_names.as_ref().ok()}}),
             );
         }
@@ -367,7 +369,7 @@ fn main() {
          reference windows differ by more than {:.0}%; rows show the median over the kept pairs ({} pairs at the \
          goal sizes, {} elsewhere). All sinks stay up; the one not measured is paused (SIGSTOP).",
         span(&opts).as_millis(),
-        pairs::MOVE_LIMIT * 100.0,
+        pairs::RATE_MOVE_LIMIT * 100.0,
         pair_count(&opts, true),
         pair_count(&opts, false),
     ));

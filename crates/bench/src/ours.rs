@@ -201,7 +201,8 @@ pub fn serve<H: GroupHandler + 'static>(cfg: ServerConfig, handlers: Vec<H>, clo
 pub fn serve_traced(cfg: ServerConfig, clock: Clock, args: &[String]) -> ! {
     let path = std::path::PathBuf::from(arg(args, "--trace").expect("--trace FILE"));
     let slow_ns: f64 = crate::child::parsed(args, "--slow-ns");
-    let handler = TracedEcho { trace: ServerTrace::new(clock.ticks_in(slow_ns)), reset: false, dump: None };
+    let trace = ServerTrace::new(clock.ticks_in(slow_ns), clock.ticks_in(crate::tail::LOOK_NS));
+    let handler = TracedEcho { trace, reset: false, dump: None };
     let mut server = Server::bind(cfg, AcceptAll, RoundRobin::default(), vec![handler]).expect("bind server");
     let addr = server.local_addrs()[0];
     announce(&format!("ready {addr}"));

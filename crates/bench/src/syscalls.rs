@@ -39,7 +39,10 @@ struct PerfEventAttr {
     config1: u64,
 }
 
+const PERF_TYPE_SOFTWARE: u32 = 1;
 const PERF_TYPE_TRACEPOINT: u32 = 2;
+/// `PERF_COUNT_SW_CONTEXT_SWITCHES`.
+const SW_CONTEXT_SWITCHES: u64 = 3;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
 /// The id of the `raw_syscalls:sys_enter` tracepoint, from tracefs.
@@ -72,11 +75,16 @@ const PERF_FORMAT_GROUP: u64 = 1 << 3;
 /// A counting event for tracepoint `id` on thread `tid`, in the group of `leader`
 /// (`None`: a new group).
 fn open_tracepoint(id: u64, tid: i32, leader: Option<&OwnedFd>, read_format: u64) -> Result<OwnedFd, String> {
+    open_event(PERF_TYPE_TRACEPOINT, id, tid, leader, read_format)
+}
+
+/// A counting event of `kind` and `config` on thread `tid`, in the group of `leader`.
+fn open_event(kind: u32, config: u64, tid: i32, leader: Option<&OwnedFd>, read_format: u64) -> Result<OwnedFd, String> {
     use std::os::fd::AsRawFd;
     let attr = PerfEventAttr {
-        kind: PERF_TYPE_TRACEPOINT,
+        kind,
         size: std::mem::size_of::<PerfEventAttr>() as u32,
-        config: id,
+        config,
         read_format,
         ..PerfEventAttr::default()
     };
@@ -133,8 +141,12 @@ impl SyscallCounter {
 pub const NAMED_CALLS: [&str; 8] =
     ["epoll_wait", "epoll_pwait", "recvfrom", "sendto", "write", "writev", "fcntl", "futex"];
 
-/// Counts of the calls of [`NAMED_CALLS`] made by the calling thread, read all at once
-/// (one `read`): which of them ran since the last look.
+/// The bit of [`NamedCalls::moved`]'s mask that says the thread was switched out
+/// (the kernel's context-switch count moved).
+pub const SWITCHED_BIT: u64 = 1 << 62;
+
+/// Counts of the calls of [`NAMED_CALLS`] made by the calling thread, and of its
+/// context switches, read all at once (one `read`): which moved since the last look.
 #[derive(Debug)]
 pub struct NamedCalls {
     leader: OwnedFd,
@@ -161,15 +173,18 @@ impl NamedCalls {
             bits.push(bit as u32);
         }
         let leader = leader.ok_or("tracefs has none of the syscall tracepoints")?;
+        members.push(open_event(PERF_TYPE_SOFTWARE, SW_CONTEXT_SWITCHES, tid, Some(&leader), PERF_FORMAT_GROUP)?);
+        bits.push(SWITCHED_BIT.trailing_zeros());
         let n = bits.len();
         let mut c = NamedCalls { leader, _members: members, bits, last: vec![0; n] };
         c.moved();
         Ok(c)
     }
 
-    /// A bit per name of [`NAMED_CALLS`] whose count moved since the last call.
+    /// A bit per name of [`NAMED_CALLS`] whose count moved since the last call, and
+    /// [`SWITCHED_BIT`] if the thread was switched out.
     pub fn moved(&mut self) -> u64 {
-        let mut buf = [0u64; 1 + NAMED_CALLS.len()];
+        let mut buf = [0u64; 2 + NAMED_CALLS.len()];
         // SAFETY: `u64`s have no invalid bit patterns; the byte view covers exactly
         // `buf`, which outlives it.
         let bytes =
@@ -190,7 +205,8 @@ impl NamedCalls {
     }
 }
 
-/// `epoll_wait, recvfrom` for a mask of [`NamedCalls::moved`] (`none` if empty).
+/// `epoll_wait, recvfrom` for a mask of [`NamedCalls::moved`] (`no system call` if
+/// none; [`SWITCHED_BIT`] is not a call and is left out).
 pub fn mask_names(mask: u64) -> String {
     let names: Vec<&str> =
         NAMED_CALLS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
@@ -215,6 +231,10 @@ pub struct PerMessage {
     pub server: u64,
     /// Calls of the bench's measuring thread (the client) in the window.
     pub client: u64,
+    /// The window's length in seconds (calls that a timer drives, such as readiness
+    /// checks, are per second, not per message: at another message rate they are
+    /// another count per message).
+    pub secs: f64,
 }
 
 impl PerMessage {
@@ -226,6 +246,10 @@ impl PerMessage {
     pub fn client_per(&self) -> f64 {
         self.client as f64 / self.messages.max(1) as f64
     }
+    /// Messages per second in the window.
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.secs.max(1e-9)
+    }
 }
 
 /// Counts the calls of `server_pid`'s main thread and of this thread while `work`
@@ -234,11 +258,13 @@ pub fn count(server_pid: u32, work: impl FnOnce() -> u64) -> Result<PerMessage, 
     let server = SyscallCounter::attach(server_pid as i32)?;
     let client = SyscallCounter::attach(this_thread())?;
     let (s0, c0) = (server.read(), client.read_self());
+    let t = std::time::Instant::now();
     let messages = work();
+    let secs = t.elapsed().as_secs_f64();
     let c1 = client.read_self();
     let s1 = server.read();
     // The first read_self's own call is counted by the second: take it off.
-    Ok(PerMessage { messages, server: s1 - s0, client: (c1 - c0).saturating_sub(1) })
+    Ok(PerMessage { messages, server: s1 - s0, client: (c1 - c0).saturating_sub(1), secs })
 }
 
 /// `strace -c -f` attached to a running process, until [`Strace::finish`].
@@ -393,7 +419,10 @@ mod tests {
 
     #[test]
     fn named_calls_tell_which_ran_where_allowed() {
-        let Ok(mut c) = NamedCalls::this_thread() else { return };
+        let mut c = match NamedCalls::this_thread() {
+            Ok(c) => c,
+            Err(why) => return tcpshm_test_support::skip::skip("bench_named_calls", &why),
+        };
         assert_eq!(c.moved(), 0, "nothing named ran since the last look");
         let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
         use std::io::Write;
@@ -411,10 +440,10 @@ mod tests {
 
     #[test]
     fn counting_this_thread_sees_its_own_calls_where_allowed() {
-        let Ok(c) = SyscallCounter::attach(this_thread()) else {
-            // Refused here (no tracefs or no permission): the benches report that;
-            // nothing to check.
-            return;
+        let c = match SyscallCounter::attach(this_thread()) {
+            Ok(c) => c,
+            // Refused here (no tracefs or no permission): the benches report that.
+            Err(why) => return tcpshm_test_support::skip::skip("bench_syscall_counter", &why),
         };
         let a = c.read_self();
         for _ in 0..10 {

@@ -454,8 +454,17 @@ impl<S: ByteStream> Connection<S> {
 
     /// Publishes what `push_more` staged, in the store and in the ring. Crash-safe
     /// from here.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn publish_staged(&mut self) -> Result<(), CloseReason> {
+        // Called on every poll and pop: nothing staged (the common case) is two loads.
+        if self.store.staged() == 0 && self.rings.as_ref().is_none_or(|r| r.tx.staged() == 0) {
+            return Ok(());
+        }
+        self.publish_staged_now()
+    }
+
+    #[inline(never)]
+    fn publish_staged_now(&mut self) -> Result<(), CloseReason> {
         if self.store.staged() > 0 {
             self.store.publish().map_err(storage)?;
         }

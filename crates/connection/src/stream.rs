@@ -94,10 +94,28 @@ impl<S: ByteStream> Connection<S> {
     /// for `front`. Returns whether the link is up. If [`read_more`](Self::read_more)
     /// is true afterwards, the read stopped before the socket was drained: call again
     /// without waiting for readiness (after popping, if the receive buffer was full).
+    ///
+    /// It stops after a read that returned fewer bytes than it had room for (the
+    /// socket was drained then): with edge-triggered readiness (mio's), bytes that
+    /// arrive later raise a new event. When the poller reports that the peer closed
+    /// its end (`is_read_closed`), call [`on_read_closed`](Self::on_read_closed)
+    /// instead: the end may already be behind the last bytes, with no event to come.
     pub fn on_readable(&mut self, now: Nanos) -> bool {
         self.now = now;
         self.take_close_request();
         let r = self.receive(now);
+        self.settle(r)
+    }
+
+    /// The poller reported the peer's end of the stream (with or without bytes before
+    /// it): reads and handles everything up to the end, then closes the link with the
+    /// reason the stream gives (a `CLOSE` frame's, or `RemoteClosed`/`PeerDied`).
+    /// Returns whether the link is up (it can be, while the read budget or a full
+    /// receive buffer holds the end back: then [`read_more`](Self::read_more) is true).
+    pub fn on_read_closed(&mut self, now: Nanos) -> bool {
+        self.now = now;
+        self.take_close_request();
+        let r = self.receive_until(now, true);
         self.settle(r)
     }
 
@@ -170,6 +188,13 @@ impl<S: ByteStream> Connection<S> {
     /// Reads what the stream has (up to the read budget) and handles every complete
     /// frame. Any bytes at all count as a sign of life.
     pub(crate) fn receive(&mut self, now: Nanos) -> Result<(), Failed> {
+        self.receive_until(now, false)
+    }
+
+    /// [`receive`](Self::receive); `to_end`: reads until `WouldBlock` or the end of
+    /// the stream even after a short read (the poller said the peer closed its end:
+    /// no later event would come for bytes or an end already there).
+    fn receive_until(&mut self, now: Nanos, to_end: bool) -> Result<(), Failed> {
         let mut budget = self.cfg.stream.read_budget.max(1);
         let mut alive = false;
         self.read_more = false;
@@ -185,6 +210,11 @@ impl<S: ByteStream> Connection<S> {
                     alive = true;
                     if let Err(f) = self.frames() {
                         break Err(f);
+                    }
+                    // A short read drained the socket: stop, without a read that
+                    // would return `WouldBlock` (new bytes raise a new event).
+                    if self.reader.drained() && !to_end {
+                        break Ok(());
                     }
                 }
                 Ok(Fill::Full) => {
@@ -459,7 +489,7 @@ impl<S: ByteStream> Connection<S> {
     /// A write failed: the peer may have closed on purpose first, so read what it
     /// sent (its close frame's reason beats a bare "broken pipe").
     fn write_failed(&mut self, e: &std::io::Error, now: Nanos) -> Failed {
-        match self.receive(now) {
+        match self.receive_until(now, true) {
             Err(f) => f,
             Ok(()) => (CloseReason::io("write", e), false),
         }

@@ -99,6 +99,7 @@ impl fmt::Display for CloseCode {
 
 /// Why a close payload could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CloseParseError {
     /// Shorter than the 2-byte code.
     #[error("close payload of {0} bytes has no room for its 2-byte code")]

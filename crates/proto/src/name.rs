@@ -7,6 +7,7 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("name is empty")]

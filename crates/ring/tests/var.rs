@@ -149,6 +149,36 @@ fn wrap_around_at_every_offset() {
 }
 
 #[test]
+fn pop_front_pops_what_front_returned_across_wraps() {
+    // The same traffic as pop, through pop_front with the front's end, over many wraps.
+    let (mut p, mut c) = VarQueue::with_capacity(256);
+    for k in 0..200u64 {
+        let msg = pattern(k, (k as usize * 7) % 90);
+        assert!(push_bytes(&mut p, 3, &msg));
+        let m = c.front().unwrap().unwrap();
+        assert_eq!(m.payload(), &msg[..]);
+        let end = m.end();
+        c.pop_front(end).unwrap();
+        assert_eq!((c.read_index(), c.released_index()), (end, end), "released at once");
+        assert!(c.front().unwrap().is_none());
+    }
+}
+
+#[test]
+fn pop_front_refuses_an_end_that_is_not_the_fronts() {
+    let (mut p, mut c) = VarQueue::with_capacity(256);
+    assert!(c.pop_front(16).is_err(), "nothing published");
+    assert!(push_bytes(&mut p, 1, &[1; 8]));
+    let end = c.front().unwrap().unwrap().end();
+    for bad in [0, end + 8, end - 3, end + 1000] {
+        assert!(matches!(c.pop_front(bad), Err(PopError::Corrupt(_))), "end {bad}");
+        assert_eq!(c.read_index(), 0, "nothing consumed by a refused pop_front({bad})");
+    }
+    c.pop_front(end).unwrap();
+    assert!(c.is_empty());
+}
+
+#[test]
 fn wrap_marker_space_is_accounted() {
     // 128-byte ring; put the indices at 104, so a 32-byte frame must wrap: it needs
     // 24 (marker + rest) + 32 bytes.

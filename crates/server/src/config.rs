@@ -42,9 +42,11 @@ pub struct ServerConfig {
     /// cannot hold a group's thread. Default 256.
     pub messages_per_poll: usize,
     /// How often the readiness of sockets is checked where nothing needs it at every
-    /// poll: the control part's listeners and pending logins, and a group whose
-    /// connections are all shared memory (their control streams). A group with live
-    /// TCP connections checks at every poll (it is their latency). Default 20 µs.
+    /// poll: the control part's listeners and pending logins; and the control streams
+    /// of a group whose connections are all shared memory, at the longer of this and
+    /// `connection.check_interval` (each session reads its control stream at that
+    /// period anyway). A group with live TCP connections checks at every poll (it is
+    /// their latency). Default 20 µs.
     pub readiness_interval: Nanos,
 }
 

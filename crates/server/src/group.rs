@@ -23,6 +23,16 @@ use tcpshm_transport_shm::Side;
 #[path = "producer.rs"]
 mod producer;
 
+/// What a readiness event asks of a connection's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    No,
+    /// Bytes arrived: read until a short read.
+    Some,
+    /// The peer closed its end (or the socket failed): read to the end.
+    ToEnd,
+}
+
 /// One client's session in the group and its bookkeeping. It stays while the client
 /// is away: its queue and numbers are the session's, and a reconnect finds them here.
 struct Entry {
@@ -70,7 +80,7 @@ pub struct Group<H> {
     /// When a group with only shared-memory connections next checks readiness.
     next_epoll: Nanos,
     /// Tokens of this poll's readiness events (reused: no allocation per poll).
-    tokens: Vec<(usize, bool, bool)>,
+    tokens: Vec<(usize, Read, bool)>,
     load: Load,
     counts: Arc<Counts>,
     rules: ServerRules,
@@ -138,8 +148,9 @@ impl<H: GroupHandler> Group<H> {
     /// runs heartbeats and timeouts on a slice of the connections, and reports
     /// disconnects. Never blocks; one `epoll_wait` with a zero timeout per call while
     /// the group has live TCP connections, one per
-    /// [`readiness_interval`](ServerConfig::readiness_interval) when it has only
-    /// shared-memory ones.
+    /// [`readiness_interval`](ServerConfig::readiness_interval) or
+    /// [`check_interval`](tcpshm_connection::ConnectionConfig::check_interval),
+    /// whichever is longer, when it has only shared-memory ones.
     pub fn poll(&mut self, now: Nanos) {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
@@ -148,48 +159,97 @@ impl<H: GroupHandler> Group<H> {
 
         // With live TCP data connections, readiness is checked at every poll (it is
         // their latency). Shared-memory connections only have their control streams
-        // in the poller (heartbeats, close): checking those every few microseconds is
-        // plenty and keeps an `epoll_wait` off every iteration of an SHM hot loop.
-        let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > self.cfg.readiness_interval;
-        if !self.entries.is_empty() && due {
-            self.next_epoll = now.saturating_add(self.cfg.readiness_interval);
-            if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    // A broken epoll instance cannot recover; fall back to touching
-                    // every connection so nothing stalls.
-                    for i in 0..self.entries.len() {
-                        self.mark(i);
-                    }
-                }
-            }
-            self.tokens.clear();
-            for ev in self.events.iter() {
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.tokens.push((ev.token().0, readable, ev.is_writable()));
-            }
-            for k in 0..self.tokens.len() {
-                let (i, readable, writable) = self.tokens[k];
-                let Some(Some(e)) = self.entries.get_mut(i) else { continue };
-                if readable {
-                    e.conn.on_readable(now);
-                }
-                if writable {
-                    e.conn.on_writable(now);
-                }
-                self.mark(i);
-            }
+        // in the poller (heartbeats, close), which each session also reads at its own
+        // control check (`ConnectionConfig::check_interval`): readiness at that period
+        // adds nothing sooner, and keeps `epoll_wait` off the SHM hot loop.
+        let period = self.shm_readiness_period();
+        let due = self.tcp_up > 0 || now >= self.next_epoll || self.next_epoll - now > period;
+        if due && !self.entries.is_empty() {
+            self.poll_readiness(now);
         }
+        // Rings have no readiness: each shared-memory session is polled, offered its
+        // messages and flushed right here, with no list in between.
         for k in 0..self.shm.len() {
             let i = self.shm[k];
-            if let Some(Some(e)) = self.entries.get_mut(i) {
-                // Publishes, drains the store into the ring, and does the control
-                // work at most once per check interval: no system call otherwise.
-                e.conn.poll(now);
+            self.poll_shm(i, now);
+        }
+        if !self.ready.is_empty() {
+            self.serve_ready(now);
+        }
+        self.timers(now);
+    }
+
+    /// Reads the poller (one `epoll_wait`, zero timeout) and does the reads and writes
+    /// it reports; the entries become ready for [`serve_ready`](Self::serve_ready).
+    #[inline(never)]
+    fn poll_readiness(&mut self, now: Nanos) {
+        self.next_epoll = now.saturating_add(self.shm_readiness_period());
+        if let Err(e) = self.poller.poll(&mut self.events, Some(Duration::ZERO)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                // A broken epoll instance cannot recover; fall back to touching
+                // every connection so nothing stalls.
+                for i in 0..self.entries.len() {
+                    self.mark(i);
+                }
+            }
+        }
+        self.tokens.clear();
+        for ev in self.events.iter() {
+            let ended = ev.is_read_closed() || ev.is_error();
+            let read = if ended {
+                Read::ToEnd
+            } else if ev.is_readable() {
+                Read::Some
+            } else {
+                Read::No
+            };
+            self.tokens.push((ev.token().0, read, ev.is_writable()));
+        }
+        for k in 0..self.tokens.len() {
+            let (i, read, writable) = self.tokens[k];
+            let Some(Some(e)) = self.entries.get_mut(i) else { continue };
+            match read {
+                Read::Some => _ = e.conn.on_readable(now),
+                Read::ToEnd => _ = e.conn.on_read_closed(now),
+                Read::No => {}
+            }
+            if writable {
+                e.conn.on_writable(now);
             }
             self.mark(i);
         }
+    }
 
-        // Offer messages, then flush what the handlers pushed.
+    /// How often a group without live TCP connections checks readiness.
+    #[inline]
+    fn shm_readiness_period(&self) -> Nanos {
+        self.cfg.readiness_interval.max(self.cfg.connection.check_interval)
+    }
+
+    /// One shared-memory session: publishes, drains the store into the ring, does the
+    /// control work at most once per check interval (no system call otherwise), offers
+    /// its messages, flushes. A session that went down is settled with the ready list
+    /// (`self.shm` cannot change while it is being walked).
+    #[inline]
+    fn poll_shm(&mut self, i: usize, now: Nanos) {
+        let Some(Some(e)) = self.entries.get_mut(i) else { return };
+        if e.conn.poll(now) {
+            self.dispatch(i, now);
+            let Some(Some(e)) = self.entries.get_mut(i) else { return };
+            if e.conn.wants_write() {
+                e.conn.on_writable(now);
+            }
+            if e.conn.is_connected() {
+                return;
+            }
+        }
+        self.mark(i);
+    }
+
+    /// Offers messages to the entries readiness (or a failure) marked, flushes what
+    /// the handlers pushed, reports disconnects.
+    #[inline(never)]
+    fn serve_ready(&mut self, now: Nanos) {
         let spare = std::mem::take(&mut self.spare);
         let mut ready = std::mem::replace(&mut self.ready, spare);
         for &i in &ready {
@@ -208,8 +268,6 @@ impl<H: GroupHandler> Group<H> {
                 }
             }
         }
-
-        self.timers(now);
         for &i in &ready {
             self.settle(i);
         }
@@ -260,12 +318,12 @@ impl<H: GroupHandler> Group<H> {
     /// checked every 64 polls. (Shared-memory connections do theirs in their poll.)
     fn timers(&mut self, now: Nanos) {
         let n = self.entries.len();
-        if n == 0 {
+        if self.tcp_up == 0 || n == 0 {
             return;
         }
         let batch = n.div_ceil(64);
         for _ in 0..batch {
-            let i = self.timer_cursor % n;
+            let i = if self.timer_cursor < n { self.timer_cursor } else { 0 };
             self.timer_cursor = i + 1;
             if let Some(Some(e)) = self.entries.get_mut(i) {
                 if e.up && !e.is_shm() {

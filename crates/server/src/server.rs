@@ -15,6 +15,7 @@ use tcpshm_ring::spsc;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The configuration is invalid.
     #[error("invalid server configuration: {0}")]

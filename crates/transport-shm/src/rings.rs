@@ -164,6 +164,8 @@ struct Head {
     payload: *const u8,
     len: usize,
     frame_len: usize,
+    /// The ring index just past the frame: popping it needs no second look.
+    end: u64,
 }
 
 // SAFETY: the raw pointers and ring ends of the halves address the mapping that the
@@ -467,6 +469,18 @@ impl RingRx {
     /// reading the ring again.
     #[inline]
     pub fn ready(&mut self, expected: u64) -> Result<Option<Ready>, RingError> {
+        // The two common cases inline: the head already readied, or nothing published
+        // (one load of the producer's index).
+        match self.head {
+            Some(h) if h.seq == expected => return Ok(Some(Ready { seq: h.seq, frame_len: h.frame_len })),
+            None if self.ring.is_empty() => return Ok(None),
+            _ => {}
+        }
+        self.ready_slow(expected)
+    }
+
+    #[inline(never)]
+    fn ready_slow(&mut self, expected: u64) -> Result<Option<Ready>, RingError> {
         loop {
             let Some(h) = self.head()? else { return Ok(None) };
             match h.seq.cmp(&expected) {
@@ -500,7 +514,8 @@ impl RingRx {
         let seq = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
         let ack = u64::from_le_bytes(prefix[8..].try_into().expect("8 bytes"));
         let frame_len = align_up((HEADER_LEN + payload.len()) as u64, FRAME_ALIGN as u64) as usize;
-        let h = Head { msg_type: t, seq, ack, payload: payload.as_ptr(), len: payload.len(), frame_len };
+        let end = m.end();
+        let h = Head { msg_type: t, seq, ack, payload: payload.as_ptr(), len: payload.len(), frame_len, end };
         self.head = Some(h);
         Ok(Some(h))
     }
@@ -530,8 +545,12 @@ impl RingRx {
     /// consumed).
     #[inline]
     pub fn release_stale(&mut self) -> Result<(), RingError> {
-        self.head = None;
-        match self.ring.pop() {
+        // The head was validated when it was read: pop it by its end, no second look.
+        let popped = match self.head.take() {
+            Some(h) => self.ring.pop_front(h.end),
+            None => self.ring.pop(),
+        };
+        match popped {
             Ok(()) | Err(PopError::Empty) => Ok(()),
             Err(PopError::Corrupt(c)) => Err(corrupt(&self.file.path, self.direction, c)),
         }

@@ -103,6 +103,8 @@ pub struct FrameReader {
     /// the buffer must make room anyway (compact or grow), or a kept message would
     /// hold the reading up for good.
     refused_at: Option<usize>,
+    /// The last fill read fewer bytes than it had room for.
+    short: bool,
 }
 
 #[inline(always)]
@@ -128,6 +130,7 @@ impl FrameReader {
             backlog: limit,
             max_frame,
             refused_at: None,
+            short: false,
         }
     }
 
@@ -225,9 +228,27 @@ impl FrameReader {
             Some(0) => Ok(Fill::Eof),
             Some(n) => {
                 self.end += n;
+                self.short = n < room;
                 Ok(Fill::Bytes(n))
             }
         }
+    }
+
+    /// Whether the last [`fill`](Self::fill) that read bytes read fewer than it had
+    /// room for: the stream held no more at that moment. With edge-triggered readiness
+    /// a reader may stop there (bytes arriving later raise a new event) instead of
+    /// paying a `read` that returns `WouldBlock`.
+    ///
+    /// ```
+    /// use tcpshm_transport_tcp::{Fill, FrameReader};
+    /// let mut r = FrameReader::new(4096, 1024);
+    /// let mut bytes: &[u8] = &[0u8; 100];
+    /// assert!(matches!(r.fill(&mut bytes, usize::MAX).unwrap(), Fill::Bytes(100)));
+    /// assert!(r.drained(), "100 bytes read into room for 4096");
+    /// ```
+    #[inline]
+    pub fn drained(&self) -> bool {
+        self.short
     }
 
     /// Decodes the next whole frame after those already decoded: `Ok(None)` if the

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// Why [`Region::open`](super::Region::open) or [`Region::attach`](super::Region::attach)
 /// failed. [`is_not_ready`](Self::is_not_ready) tells the two that waiting can cure.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum OpenError {
     /// Nothing at the path yet ([`Region::attach`](super::Region::attach) only): the
     /// peer has not created it. Retryable.
@@ -105,6 +106,7 @@ impl std::error::Error for OpenError {
 /// Why [`Region::producer`](super::Region::producer) or
 /// [`Region::consumer`](super::Region::consumer) could not claim its side.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ClaimError {
     /// A live end already holds this side: through this [`Region`](super::Region), or
     /// through another open of the file (another process, or another `Region`).

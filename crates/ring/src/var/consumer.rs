@@ -213,6 +213,30 @@ impl<'a> Consumer<'a> {
         Ok(())
     }
 
+    /// Pops the message [`front`](Self::front) returned, given its [`Msg::end`]: what
+    /// [`pop`](Self::pop) does, without reading the frame's header again (for a
+    /// consumer that remembers the front it already looked at). An `end` that is not
+    /// past the front's start, beyond what the producer published, or not a multiple of
+    /// the alignment consumes nothing and is [`PopError::Corrupt`].
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::var::VarQueue::with_capacity(256);
+    /// for t in 0..2 { p.alloc(3).unwrap().unwrap(); p.push(t).unwrap(); }
+    /// let end = c.front().unwrap().unwrap().end();
+    /// c.pop_front(end).unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().msg_type(), 1);
+    /// assert!(c.pop_front(end).is_err(), "not the front's end any more");
+    /// ```
+    #[inline]
+    pub fn pop_front(&mut self, end: u64) -> Result<(), PopError> {
+        if end <= self.read || end > self.cached_write || !end.is_multiple_of(self.ring.align) {
+            return Err(PopError::Corrupt(Corrupt::Frame { at: self.read, len: 0, flags: 0 }));
+        }
+        self.read = end;
+        self.release();
+        Ok(())
+    }
+
     /// Consumes the oldest message without releasing its bytes to the producer yet:
     /// a batch of `pop_more` then one [`release`](Self::release) costs one store.
     ///
@@ -297,6 +321,7 @@ impl<'a> Consumer<'a> {
     }
 
     /// Whether no message is published right now (rereads the producer's index).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ring.raw.write_index().load(Ordering::Acquire) <= self.read
     }

@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Why a region could not be formatted by [`init`](super::init).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InitError {
     /// The capacity is not a power of two, is below four frame alignments, or is
     /// above [`MAX_CAPACITY`](super::MAX_CAPACITY).
@@ -48,6 +49,7 @@ impl std::error::Error for InitError {}
 /// A refused region is never read further, so a foreign or torn file cannot cause an
 /// out-of-bounds access.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttachError {
     /// The region is shorter than a header.
     TooShort(usize),
@@ -174,7 +176,8 @@ impl fmt::Display for Corrupt {
 impl std::error::Error for Corrupt {}
 
 /// Why [`Producer::alloc`](super::Producer::alloc) failed (a full queue is not an
-/// error: it returns `Ok(None)`).
+/// error: it returns `Ok(None)`). Exhaustive on purpose, like [`PopError`]: these are
+/// the only ways a hot-path call can fail, and callers match them without a wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllocError {
     /// The message is longer than the queue's maximum payload.

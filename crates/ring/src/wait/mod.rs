@@ -116,6 +116,7 @@ impl Default for Wait {
 
 /// Why a waiting call returned without an item or room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WaitError {
     /// The other end is gone and nothing more can happen: the queue is empty and its
     /// producer is gone, or it is full and its consumer is gone.

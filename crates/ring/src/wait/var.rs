@@ -7,6 +7,7 @@ use core::fmt;
 
 /// Why [`Producer::alloc_wait`] returned no frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AllocWaitError {
     /// The consumer is gone, or the wait timed out.
     Wait(WaitError),
@@ -39,6 +40,7 @@ impl From<WaitError> for AllocWaitError {
 
 /// Why [`Consumer::front_wait`] returned no message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrontWaitError {
     /// The producer is gone and everything it published was consumed, or the wait
     /// timed out.
