@@ -112,7 +112,7 @@ impl Receiver {
 fn many_threads_to_the_peer(medium: TransportKind, client_pushes: bool) {
     const THREADS: u8 = 4;
     let per = 5_000;
-    let mut l = linked("producers-many", medium, |_| {});
+    let mut l = linked("producers-many", medium, |c| c.producer_queue_bytes = 1 << 14);
     let p = if client_pushes { l.cli.producer().unwrap() } else { l.srv.producer().unwrap() };
     let mut r = Receiver::new(THREADS, per);
     push_from_threads(&p, THREADS, per, || {
