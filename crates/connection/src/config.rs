@@ -91,6 +91,14 @@ impl ConnectionConfig {
     }
 
     /// Checks the configuration.
+    ///
+    /// ```
+    /// use tcpshm_connection::ConnectionConfig;
+    /// let mut cfg = ConnectionConfig::default();
+    /// assert!(cfg.validate().is_ok());
+    /// cfg.producer_queue_bytes = 1000; // not a power of two
+    /// assert!(cfg.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.session.validate()?;
         self.session.validate_queue("send queue", self.queue_bytes)?;

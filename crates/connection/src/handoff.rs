@@ -70,6 +70,20 @@ const FROM: usize = 1;
 pub(crate) const SUFFIX: &str = "producers";
 
 /// Why a session's producers could not be set up or drained.
+///
+/// ```
+/// use tcpshm_connection::{ConnectionConfig, Producer, ProducerError};
+/// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-producer-error-{}", std::process::id()));
+/// let cfg = ConnectionConfig::default();
+/// let p = Producer::for_session(&dir, "a".parse().unwrap(), "b".parse().unwrap(), &cfg).unwrap();
+/// // Another owner of the same queue (here the ring crate directly, as another
+/// // process would be): Busy, typed.
+/// drop(p);
+/// let other = tcpshm_ring::shm::MpscRegion::own(dir.join("a@b.producers"), 4096).unwrap();
+/// let err = Producer::for_session(&dir, "a".parse().unwrap(), "b".parse().unwrap(), &cfg).unwrap_err();
+/// assert!(matches!(err, ProducerError::Busy { .. }), "{err}");
+/// # drop(other); std::fs::remove_dir_all(&dir).ok();
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProducerError {

@@ -153,6 +153,16 @@ impl Producer {
     /// type. If `fill` panics, nothing is pushed and the queue goes on.
     ///
     /// (Example: [`Producer`].)
+    ///
+    /// ```
+    /// # use tcpshm_connection::{ConnectionConfig, Producer};
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-push-with-{}", std::process::id()));
+    /// let mut p = Producer::for_session(&dir, "a".parse().unwrap(), "b".parse().unwrap(), &ConnectionConfig::default()).unwrap();
+    /// let price: u64 = 99_50;
+    /// // Written in place in the producers' queue: no buffer of the caller's.
+    /// assert!(p.push_with(7, 8, |buf| buf.copy_from_slice(&price.to_le_bytes())).unwrap());
+    /// # drop(p); std::fs::remove_dir_all(&dir).ok();
+    /// ```
     #[inline]
     pub fn push_with(&mut self, msg_type: u16, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<bool, SendError> {
         self.check(msg_type, len)?;
@@ -187,11 +197,33 @@ impl Producer {
     /// The largest payload a push accepts now: the session's limit (this side's, the
     /// peer's as its last login told) as the draining connection last saw it, and at
     /// most half the producers' queue.
+    ///
+    /// ```
+    /// # use tcpshm_connection::{Connection, ConnectionConfig};
+    /// # use tcpshm_proto::{login::TransportKind, Name};
+    /// # use tcpshm_transport_shm::Side;
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-max-payload-{}", std::process::id()));
+    /// let mut cfg = ConnectionConfig::default();
+    /// cfg.session.max_message = 1000;
+    /// let (a, b) = (Name::new("a").unwrap(), Name::new("b").unwrap());
+    /// let mut conn: Connection = Connection::open_session(&dir, a, b, Side::Client, TransportKind::Tcp, cfg, 0).unwrap();
+    /// let p = conn.producer().unwrap();
+    /// assert_eq!(p.max_payload(), 1000); // the session's limit (the peer's, after a login)
+    /// # drop((conn, p)); std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.shared.limit().0
     }
 
     /// The file of the session's producers' queue.
+    ///
+    /// ```
+    /// # use tcpshm_connection::{ConnectionConfig, Producer};
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-path-{}", std::process::id()));
+    /// let p = Producer::for_session(&dir, "me".parse().unwrap(), "peer".parse().unwrap(), &ConnectionConfig::default()).unwrap();
+    /// assert_eq!(p.path(), dir.join("me@peer.producers"));
+    /// # drop(p); std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
@@ -217,6 +249,21 @@ impl<S: ByteStream> Connection<S> {
     ///
     /// [`ProducerError::Busy`] while another process owns the queue (handles that
     /// outlived a connection there).
+    ///
+    /// ```
+    /// # use tcpshm_connection::{Connection, ConnectionConfig};
+    /// # use tcpshm_proto::{login::TransportKind, Name, Transport};
+    /// # use tcpshm_transport_shm::Side;
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-conn-producer-{}", std::process::id()));
+    /// let (a, b) = (Name::new("a").unwrap(), Name::new("b").unwrap());
+    /// let cfg = ConnectionConfig::default();
+    /// let mut conn: Connection = Connection::open_session(&dir, a, b, Side::Client, TransportKind::Tcp, cfg, 0).unwrap();
+    /// let mut p = conn.producer().unwrap();
+    /// std::thread::spawn(move || assert!(p.push(1, b"from another thread").unwrap())).join().unwrap();
+    /// conn.poll(1);
+    /// assert_eq!(conn.counters().pushed, 1);
+    /// # drop(conn); std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn producer(&mut self) -> Result<Producer, ProducerError> {
         if self.producers.drain.is_none() {
             self.attach_producers(true)?;
@@ -320,6 +367,24 @@ impl<S: ByteStream> Connection<S> {
 
     /// Whether this connection drains a producers' queue (its session has one, and it
     /// is not owned by another process).
+    ///
+    /// ```
+    /// # use tcpshm_connection::{Connection, ConnectionConfig};
+    /// # use tcpshm_proto::{login::TransportKind, Name};
+    /// # use tcpshm_transport_shm::Side;
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-has-producers-{}", std::process::id()));
+    /// let (a, b) = (Name::new("a").unwrap(), Name::new("b").unwrap());
+    /// let open = || -> Connection {
+    ///     Connection::open_session(&dir, a, b, Side::Client, TransportKind::Tcp, ConnectionConfig::default(), 0).unwrap()
+    /// };
+    /// let mut conn = open();
+    /// assert!(!conn.has_producers()); // no queue until a first handle
+    /// drop(conn.producer().unwrap());
+    /// assert!(conn.has_producers());
+    /// drop(conn);
+    /// assert!(open().has_producers()); // the session's queue exists: taken at open
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn has_producers(&self) -> bool {
         self.producers.drain.is_some()
     }
@@ -327,6 +392,21 @@ impl<S: ByteStream> Connection<S> {
     /// Why messages of the producers' queue do not move (sticky): a message over a
     /// limit lowered since it was pushed, a store failure, a corrupt queue. `None`
     /// while they move.
+    ///
+    /// ```
+    /// # use tcpshm_connection::{Connection, ConnectionConfig};
+    /// # use tcpshm_proto::{login::TransportKind, Name, Transport};
+    /// # use tcpshm_transport_shm::Side;
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-conn-doc-stuck-{}", std::process::id()));
+    /// let (a, b) = (Name::new("a").unwrap(), Name::new("b").unwrap());
+    /// let mut conn: Connection =
+    ///     Connection::open_session(&dir, a, b, Side::Client, TransportKind::Tcp, ConnectionConfig::default(), 0).unwrap();
+    /// let mut p = conn.producer().unwrap();
+    /// p.push(1, b"fine").unwrap();
+    /// conn.poll(1);
+    /// assert!(conn.producers_stuck().is_none());
+    /// # drop((conn, p)); std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn producers_stuck(&self) -> Option<&ProducerError> {
         self.producers.drain.as_ref().and_then(|d| d.stuck.as_ref())
     }

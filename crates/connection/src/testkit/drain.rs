@@ -3,6 +3,13 @@
 //! to check that every step is crash-safe (see `Connection::drain_producers`).
 
 /// A step of a drain, reported to the hook just after it happened.
+///
+/// ```
+/// use tcpshm_connection::testkit::DrainPoint;
+/// // The order of the steps of one drain that moved messages.
+/// let steps = [DrainPoint::Armed, DrainPoint::Moved, DrainPoint::Published, DrainPoint::Released];
+/// assert_ne!(steps[1], steps[2]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DrainPoint {
     /// The drain recorded where it starts (the producers' queue's consumer words).

@@ -24,24 +24,50 @@ pub struct Msg<'a> {
 
 impl<'a> Msg<'a> {
     /// The message type given to the push.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(42, b"").unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().msg_type(), 42);
+    /// ```
     #[inline(always)]
     pub fn msg_type(&self) -> u16 {
         self.msg_type
     }
 
     /// The payload.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push_with(3, 0, |buf| buf.copy_from_slice(b"abc")).unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().payload(), b"abc");
+    /// ```
     #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
 
     /// Ring index of the record.
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, &[1; 5]).unwrap(); // 8-byte header + 5, rounded up to 16
+    /// p.push(0, &[2]).unwrap();
+    /// c.pop().unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().index(), 16);
+    /// ```
     #[inline(always)]
     pub fn index(&self) -> u64 {
         self.index
     }
 
     /// Ring index just past the record (and its padding).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, &[0; 9]).unwrap();
+    /// assert_eq!(c.front().unwrap().unwrap().end(), 24);
+    /// ```
     #[inline(always)]
     pub fn end(&self) -> u64 {
         self.end
@@ -49,6 +75,15 @@ impl<'a> Msg<'a> {
 }
 
 /// What [`Consumer::recover`] found and did.
+///
+/// ```
+/// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+/// p.push(1, b"a").unwrap();
+/// p.push(1, b"b").unwrap();
+/// // SAFETY: no push is in progress.
+/// let r = unsafe { c.recover() }.unwrap();
+/// assert_eq!(r, tcpshm_ring::mpsc::Recovered { released: 0, padded: 0, messages: 2 });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
     /// Bytes of an interrupted release it finished (0 if none was interrupted).
@@ -192,6 +227,15 @@ impl<'a> Consumer<'a> {
 
     /// Releases every consumed byte to the producers: zeroes them, then stores the
     /// head (see the layout's "Releasing" for why a crash in between is safe).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, b"x").unwrap();
+    /// c.pop_more().unwrap();
+    /// assert_eq!((c.read_index(), c.released_index()), (16, 0));
+    /// c.release();
+    /// assert_eq!(c.released_index(), 16);
+    /// ```
     #[inline]
     pub fn release(&mut self) {
         if self.read != self.released {
@@ -208,31 +252,69 @@ impl<'a> Consumer<'a> {
     }
 
     /// Whether nothing is claimed beyond what this consumer read (rereads the tail).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// assert!(c.is_empty());
+    /// p.push(0, b"x").unwrap();
+    /// assert!(!c.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.ring.raw.tail().load(Ordering::Acquire) <= self.read
     }
 
     /// Bytes claimed by producers and not yet read (committed or not).
+    ///
+    /// ```
+    /// let (mut p, c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, &[0; 8]).unwrap();
+    /// assert_eq!(c.claimed_bytes(), 16);
+    /// ```
     pub fn claimed_bytes(&self) -> u64 {
         self.ring.raw.tail().load(Ordering::Acquire).saturating_sub(self.read)
     }
 
     /// Bytes ever consumed (a free-running index; includes `pop_more` not released).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, b"x").unwrap();
+    /// c.pop_more().unwrap();
+    /// assert_eq!(c.read_index(), 16); // consumed, not released yet
+    /// assert_eq!(c.released_index(), 0);
+    /// ```
     pub fn read_index(&self) -> u64 {
         self.read
     }
 
     /// Bytes ever released to the producers (the head).
+    ///
+    /// ```
+    /// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// p.push(0, b"x").unwrap();
+    /// c.pop().unwrap();
+    /// assert_eq!(c.released_index(), 16);
+    /// ```
     pub fn released_index(&self) -> u64 {
         self.released
     }
 
     /// Bytes of the data area.
+    ///
+    /// ```
+    /// let (_p, c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(300);
+    /// assert_eq!(c.capacity(), 512);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.ring.capacity as usize
     }
 
     /// Largest payload the queue carries.
+    ///
+    /// ```
+    /// let (_p, c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(256);
+    /// assert_eq!(c.max_payload(), 120); // half the capacity less the header
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.ring.max_payload
     }
@@ -261,6 +343,12 @@ impl<'a> Consumer<'a> {
     ///
     /// # Panics
     /// If `i >= 4`.
+    ///
+    /// ```
+    /// let (_p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(64);
+    /// c.set_word(0, 7);
+    /// assert_eq!(c.word(0), 7);
+    /// ```
     pub fn set_word(&mut self, i: usize, value: u64) {
         debug_assert!(i < WORDS);
         self.ring.raw.word(i).store(value, Ordering::Release);

@@ -4,6 +4,12 @@ use crate::var::Corrupt;
 use core::fmt;
 
 /// Why a push failed (a full queue is not an error: the push returns `Ok(false)`).
+///
+/// ```
+/// use tcpshm_ring::mpsc::{MpscQueue, PushError};
+/// let (mut p, _c) = MpscQueue::with_capacity(64);
+/// assert_eq!(p.push(1, &[0; 25]), Err(PushError::TooLarge { len: 25, max: 24 }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushError {
     /// The payload is larger than the queue's [`max_payload`](super::Producer::max_payload):

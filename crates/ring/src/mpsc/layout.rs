@@ -47,23 +47,94 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::var::{AttachError, InitError};
 
 /// Magic number at offset 0 (`"TSHMMPSC"`).
+///
+/// ```
+/// let mut mem = vec![0u64; tcpshm_ring::mpsc::region_size(64) / 8];
+/// let bytes = unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast::<u8>(), mem.len() * 8) };
+/// tcpshm_ring::mpsc::init(bytes, 64).unwrap();
+/// assert_eq!(&bytes[..8], b"TSHMMPSC");
+/// assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), tcpshm_ring::mpsc::MAGIC);
+/// ```
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TSHMMPSC");
 /// Layout version this code writes and reads.
+///
+/// ```
+/// let mut mem = vec![0u64; tcpshm_ring::mpsc::region_size(64) / 8];
+/// let bytes = unsafe { std::slice::from_raw_parts_mut(mem.as_mut_ptr().cast::<u8>(), mem.len() * 8) };
+/// tcpshm_ring::mpsc::init(bytes, 64).unwrap();
+/// assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), tcpshm_ring::mpsc::VERSION);
+/// ```
 pub const VERSION: u32 = 1;
 /// Bytes before the data area.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{region_size, HEADER_LEN};
+/// assert_eq!(region_size(1024) - 1024, HEADER_LEN);
+/// ```
 pub const HEADER_LEN: usize = 384;
 /// Record alignment (and header size): every record starts on a multiple of 8.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{layout::ALIGN, MpscQueue};
+/// let (mut p, mut c) = MpscQueue::with_capacity(256);
+/// p.push(0, &[0; 3]).unwrap();
+/// p.push(0, &[0; 3]).unwrap();
+/// c.pop().unwrap();
+/// assert_eq!(c.front().unwrap().unwrap().index() % ALIGN as u64, 0);
+/// ```
 pub const ALIGN: usize = 8;
 /// Bytes of a record header.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{layout::RECORD_HEADER_LEN, MpscQueue};
+/// let (mut p, c) = MpscQueue::with_capacity(256);
+/// p.push(0, &[0; 8]).unwrap();
+/// assert_eq!(c.claimed_bytes(), (RECORD_HEADER_LEN + 8) as u64);
+/// ```
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Smallest capacity (bytes of the data area).
+///
+/// ```
+/// use tcpshm_ring::mpsc::{check_capacity, MIN_CAPACITY};
+/// assert!(check_capacity(MIN_CAPACITY).is_ok());
+/// assert!(check_capacity(MIN_CAPACITY / 2).is_err());
+/// ```
 pub const MIN_CAPACITY: usize = 64;
 /// Largest capacity: 1 GiB, so that a record length always fits the header's `i32`.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{check_capacity, MAX_CAPACITY};
+/// assert!(check_capacity(MAX_CAPACITY).is_ok());
+/// assert!(check_capacity(MAX_CAPACITY * 2).is_err());
+/// ```
 pub const MAX_CAPACITY: usize = 1 << 30;
 /// Number of consumer words.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{layout::WORDS, MpscQueue};
+/// let (_p, mut c) = MpscQueue::with_capacity(64);
+/// for i in 0..WORDS {
+///     c.set_word(i, i as u64 + 1);
+/// }
+/// assert_eq!(c.word(WORDS - 1), WORDS as u64);
+/// ```
 pub const WORDS: usize = 4;
 
 /// `flags` bit of a padding record: not a message, skipped.
+///
+/// ```
+/// use tcpshm_ring::mpsc::{layout::FLAG_PAD, MpscQueue};
+/// // A record that does not fit before the end of the ring pads the rest (flagged
+/// // FLAG_PAD) and starts again at offset 0; the consumer skips the padding.
+/// let (mut p, mut c) = MpscQueue::with_capacity(64);
+/// assert_eq!(FLAG_PAD, 1);
+/// p.push(0, &[1; 16]).unwrap(); // 0..24
+/// c.pop().unwrap();
+/// p.push(0, &[2; 16]).unwrap(); // 24..48
+/// p.push(0, &[3; 16]).unwrap(); // 48..64 is padding; 64..88
+/// c.pop().unwrap();
+/// assert_eq!(c.front().unwrap().unwrap().index(), 64);
+/// ```
 pub const FLAG_PAD: u16 = 1;
 
 const OFF_MAGIC: usize = 0;

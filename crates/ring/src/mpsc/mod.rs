@@ -88,6 +88,12 @@ use crate::var::{AttachError, InitError};
 use region::{HeapRegion, Keep, Ring};
 
 /// Constructors of heap-backed many-to-one queues.
+///
+/// ```
+/// let (mut p, mut c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(4096);
+/// p.push(1, b"hello").unwrap();
+/// assert_eq!(c.front().unwrap().unwrap().payload(), b"hello");
+/// ```
 #[derive(Debug)]
 pub struct MpscQueue;
 

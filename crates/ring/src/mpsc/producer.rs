@@ -193,11 +193,21 @@ impl<'a> Producer<'a> {
     }
 
     /// Largest payload a push accepts: half the capacity less the 8-byte header.
+    ///
+    /// ```
+    /// let (p, _c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(1024);
+    /// assert_eq!(p.max_payload(), 504);
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.ring.max_payload
     }
 
     /// Bytes of the data area.
+    ///
+    /// ```
+    /// let (p, _c) = tcpshm_ring::mpsc::MpscQueue::with_capacity(1000);
+    /// assert_eq!(p.capacity(), 1024);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.ring.capacity as usize
     }

@@ -95,6 +95,17 @@ impl MpscRegion {
     /// [`OpenError::Attach`] for a file that is not a valid queue, or whose indices or
     /// records are impossible; the other [`OpenError`]s as for
     /// [`Region::open`](super::Region::open).
+    ///
+    /// ```
+    /// use tcpshm_ring::shm::{MpscRegion, OpenError};
+    /// let path = std::env::temp_dir().join(format!("tcpshm-ring-doc-mpsc-own-{}", std::process::id()));
+    /// assert!(matches!(MpscRegion::own(&path, 1000), Err(OpenError::Config(_)))); // a power of two
+    /// let owned = MpscRegion::own(&path, 1024).unwrap();
+    /// assert_eq!(owned.consumer.capacity(), 1024);
+    /// assert!(matches!(MpscRegion::own(&path, 1024), Err(OpenError::Busy(_))));
+    /// drop(owned);
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn own(path: impl AsRef<Path>, capacity: usize) -> Result<MpscRegion, OpenError> {
         let path = path.as_ref();
         mpsc::check_capacity(capacity).map_err(OpenError::Config)?;
