@@ -41,7 +41,7 @@
 //! free-running `u64` byte counters and everything is an offset, never a pointer, so
 //! the same region works on the heap ([`MpscQueue::with_capacity`]) and in a mapping
 //! shared by processes ([`init`] then [`attach_raw`]). A region from elsewhere is
-//! validated ([`AttachError`](crate::var::AttachError)), and every record header is
+//! validated ([`AttachError`]), and every record header is
 //! checked before use ([`Corrupt`](crate::var::Corrupt)).
 //!
 //! ```
