@@ -187,9 +187,25 @@ fn a_claim_in_progress_blocks_later_ones_until_it_commits() {
     assert_eq!(pop_all(&mut c), [(1, b"slow".to_vec()), (2, b"fast".to_vec())]);
 }
 
+/// The bytes of a region the ends also address: a test writes them by hand only
+/// through [`Bytes::with`], between pushes (a `&mut [u8]` over the region must not be
+/// alive while an end accesses it).
+struct Bytes {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Bytes {
+    fn with<T>(&self, f: impl FnOnce(&mut [u8]) -> T) -> T {
+        // SAFETY: the region outlives `self`; no end accesses it while `f` runs (the
+        // tests are single-threaded and push only outside `with`).
+        f(unsafe { std::slice::from_raw_parts_mut(self.base, self.len) })
+    }
+}
+
 /// A region formatted, pushed into by hand the way a producer that was killed leaves
 /// it, then recovered.
-fn recovered_after(setup: impl FnOnce(&mut Producer<'_>, &mut [u8])) -> (Recovered, Vec<(u16, Vec<u8>)>) {
+fn recovered_after(setup: impl FnOnce(&mut Producer<'_>, &Bytes)) -> (Recovered, Vec<(u16, Vec<u8>)>) {
     let mut mem = Mem::new(256);
     let bytes = mem.bytes();
     mpsc::init(bytes, 256).unwrap();
@@ -198,8 +214,7 @@ fn recovered_after(setup: impl FnOnce(&mut Producer<'_>, &mut [u8])) -> (Recover
     // SAFETY: `mem` outlives the ends; the hand-written states below are written
     // while no push is in progress (single thread).
     let (mut p, mut c) = unsafe { mpsc::attach_raw(base, len) }.unwrap();
-    // SAFETY: as above; the ends do not hold references into the bytes between calls.
-    setup(&mut p, unsafe { std::slice::from_raw_parts_mut(base, len) });
+    setup(&mut p, &Bytes { base, len });
     // SAFETY: no push is in progress.
     let r = unsafe { c.recover() }.unwrap();
     let msgs = pop_all(&mut c);
@@ -223,7 +238,7 @@ fn claim_by_hand(b: &mut [u8], frame: u64) -> usize {
 fn recovery_pads_a_dead_claim_whose_header_was_never_written() {
     let (r, msgs) = recovered_after(|p, b| {
         p.push(1, b"one").unwrap();
-        claim_by_hand(b, 48); // killed right after its compare-and-swap
+        b.with(|b| claim_by_hand(b, 48)); // killed right after its compare-and-swap
         p.push(2, b"two").unwrap();
     });
     assert_eq!(r, Recovered { released: 0, padded: 1, messages: 2 });
@@ -234,9 +249,9 @@ fn recovery_pads_a_dead_claim_whose_header_was_never_written() {
 fn recovery_pads_a_dead_claim_with_its_length_and_half_a_payload() {
     let (r, msgs) = recovered_after(|p, b| {
         p.push(1, b"one").unwrap();
-        let off = claim_by_hand(b, 40);
-        put(b, DATA + off, word(-37, 0, 0));
-        b[DATA + off + 8..DATA + off + 20].fill(0xee); // part of the payload
+        let off = b.with(|b| claim_by_hand(b, 40));
+        b.with(|b| put(b, DATA + off, word(-37, 0, 0)));
+        b.with(|b| b[DATA + off + 8..DATA + off + 20].fill(0xee)); // part of the payload
         p.push(2, b"two").unwrap();
     });
     assert_eq!(r, Recovered { released: 0, padded: 1, messages: 2 });
@@ -251,11 +266,11 @@ fn recovery_pads_dead_claims_at_the_tail_and_across_the_wrap() {
         for i in 0..5u8 {
             p.push(1, &[i; 32]).unwrap(); // 40-byte records: 200 bytes
         }
-        put(b, HEAD, 200);
-        put(b, RELEASING, 200);
-        b[DATA..DATA + 200].fill(0); // released and zeroed by a consumer
-        claim_by_hand(b, 32); // 200..232, header never written
-        claim_by_hand(b, 24 + 48); // 232..256 is padding, the record at 0..48
+        b.with(|b| put(b, HEAD, 200));
+        b.with(|b| put(b, RELEASING, 200));
+        b.with(|b| b[DATA..DATA + 200].fill(0)); // released and zeroed by a consumer
+        b.with(|b| claim_by_hand(b, 32)); // 200..232, header never written
+        b.with(|b| claim_by_hand(b, 24 + 48)); // 232..256 is padding, the record at 0..48
     });
     // 200..256 is zero to the end of the ring (both claims' first parts): one padding
     // record; then 0..48 up to the tail.
@@ -269,9 +284,10 @@ fn recovery_finishes_a_release_a_killed_consumer_left_half_done() {
         p.push(1, &[1; 40]).unwrap(); // 0..48
         p.push(2, &[2; 40]).unwrap(); // 48..96
         p.push(3, b"three").unwrap(); // 96..112
-                                      // The consumer read the first two, stored `releasing` and zeroed 0..60.
-        put(b, RELEASING, 96);
-        b[DATA..DATA + 60].fill(0);
+
+        // The consumer read the first two, stored `releasing` and zeroed 0..60.
+        b.with(|b| put(b, RELEASING, 96));
+        b.with(|b| b[DATA..DATA + 60].fill(0));
     });
     assert_eq!(r, Recovered { released: 96, padded: 0, messages: 1 });
     assert_eq!(msgs, [(3, b"three".to_vec())]);
