@@ -105,10 +105,21 @@ impl<'a> Producer<'a> {
                 if head < self.cached_head {
                     return Err(Corrupt::ReadIndex { read: head, write: tail });
                 }
+                let mut head = head;
                 self.cached_head = head;
                 // Not below `head`: the claims of the records released up to `head`
                 // happened before the consumer read them, so before its head store.
-                let now = tail_word.load(Ordering::Relaxed);
+                // Acquire: see below.
+                let now = tail_word.load(Ordering::Acquire);
+                if now >= head && now - head > cap {
+                    // Not corrupt (yet): between the two loads the consumer released
+                    // and other producers claimed more than a lap. The producer that
+                    // stored `now` had read a head of at least `now - cap` before its
+                    // claim; our acquire of `now` makes that head visible, so a head
+                    // read again is recent enough for the check below.
+                    head = self.ring.raw.head().load(Ordering::Acquire);
+                    self.cached_head = head;
+                }
                 if now < head || now - head > cap || !now.is_multiple_of(8) {
                     return Err(Corrupt::WriteIndex { write: now, read: head });
                 }
