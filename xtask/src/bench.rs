@@ -1,4 +1,4 @@
-//! `cargo xtask bench [all|echo|stream|scale|stats|rpc|persist|ring] [--quick] [--runs N]
+//! `cargo xtask bench [all|echo|stream|scale|stats|rpc|producers|persist|ring] [--quick] [--runs N]
 //! [--cpus A,B] [--with-zmq] [--trace-tail]`: runs the benchmark binaries of the chosen
 //! suites, shows a live progress line, then writes
 //!
@@ -50,6 +50,7 @@ const SUITES: &[Suite] = &[
     Suite { name: "scale", package: BENCH_PACKAGE, dir: "bench", benches: &["scale"], features: "" },
     Suite { name: "stats", package: BENCH_PACKAGE, dir: "bench", benches: &["stats"], features: "" },
     Suite { name: "rpc", package: BENCH_PACKAGE, dir: "bench", benches: &["rpc"], features: "" },
+    Suite { name: "producers", package: BENCH_PACKAGE, dir: "bench", benches: &["producers"], features: "" },
     Suite { name: "persist", package: "tcpshm-persist", dir: "persist", benches: &["persist"], features: "" },
     // The ring's benches measure its waiting helpers too.
     Suite { name: "ring", package: "tcpshm-ring", dir: "ring", benches: &["spsc", "var"], features: "wait" },
@@ -58,7 +59,7 @@ const SUITES: &[Suite] = &[
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Suite to run: `all`, `echo`, `stream`, `scale`, `stats`, `rpc`, `persist` or `ring`.
+    /// Suite to run: `all`, `echo`, `stream`, `scale`, `stats`, `rpc`, `producers`, `persist` or `ring`.
     #[arg(default_value = "all")]
     pub suite: String,
     /// Short smoke run (seconds); the figures are not meaningful.

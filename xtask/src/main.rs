@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! * `cargo xtask ci` — the whole test gate, in order, stopping at the first failure.
-//! * `cargo xtask bench [echo|stream|scale|persist|ring|all] [--quick]` — benchmarks, report and plots.
+//! * `cargo xtask bench [echo|stream|scale|producers|persist|ring|all] [--quick]` — benchmarks, report and plots.
 //! * `cargo xtask fuzz [--seconds N]` — bounded cargo-fuzz runs (nightly).
 //! * `cargo xtask powerloss [--images N] [--seed S]` — the long power-loss exploration.
 

@@ -4,7 +4,7 @@
 use crate::config::ClientConfig;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
-use tcpshm_connection::{Batch, ConnectError, Connected, Connection, OpenError, Sender};
+use tcpshm_connection::{Batch, ConnectError, Connected, Connection, OpenError, Producer, ProducerError, Sender};
 use tcpshm_persist::Store;
 use tcpshm_proto::login::TransportKind;
 use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
@@ -132,6 +132,27 @@ impl<S: ByteStream> Client<S> {
     /// ```
     pub fn batch(&mut self) -> Result<Batch<'_>, SendError> {
         self.conn.sender().into_batch()
+    }
+
+    /// A handle that pushes into this session from any thread (`Send + Clone`: one
+    /// clone per thread); this client's [`poll`](Transport::poll) moves what it pushed
+    /// into the session, in order per handle, delivered exactly once even across a
+    /// crash. See [`Producer`] and [`Connection::producer`].
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("tcpshm-client-doc-producer-{}", std::process::id()));
+    /// use tcpshm_client::{Client, ClientConfig};
+    /// use tcpshm_proto::Transport;
+    ///
+    /// let mut client: Client = Client::open(ClientConfig::new("md-feed".parse().unwrap(), &dir), 0).unwrap();
+    /// let mut ticks = client.producer().unwrap();
+    /// std::thread::spawn(move || assert!(ticks.push(1, b"EURUSD 1.0842").unwrap())).join().unwrap();
+    /// client.poll(1);
+    /// assert_eq!(client.counters().next_seq, 1); // queued for the server
+    /// # drop(client); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    pub fn producer(&mut self) -> Result<Producer, ProducerError> {
+        self.conn.producer()
     }
 
     /// Messages pushed and published but not yet consumed by the server, and the

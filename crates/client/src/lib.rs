@@ -27,7 +27,7 @@ mod reconnect;
 pub use client::Client;
 pub use config::ClientConfig;
 pub use reconnect::{Reconnect, ReconnectConfig, ReconnectEvent};
-pub use tcpshm_connection::{Batch, ConnectError, Connected, ConnectionConfig, OpenError};
+pub use tcpshm_connection::{Batch, ConnectError, Connected, ConnectionConfig, OpenError, Producer, ProducerError};
 pub use tcpshm_proto::login::{LoginStatus, TransportKind};
 pub use tcpshm_proto::session::ConfigError;
 pub use tcpshm_proto::{CloseReason, Msg, Name, Nanos, Transport};

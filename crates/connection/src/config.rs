@@ -62,6 +62,12 @@ pub struct ConnectionConfig {
     /// store): at most once per this interval, so a busy polling loop makes few
     /// system calls. A peer that closes is noticed within it. Default 1 ms.
     pub check_interval: Nanos,
+    /// Bytes of the session's producers' queue, when this side creates it (the first
+    /// [`Connection::producer`](crate::Connection::producer) of the session; an
+    /// existing queue keeps its size): where [`Producer`](crate::Producer) handles
+    /// push from other threads. A power of two, 64 bytes to 1 GiB; a producer's
+    /// message is at most half of it, less 8 bytes. Default 1 MiB.
+    pub producer_queue_bytes: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -73,6 +79,7 @@ impl Default for ConnectionConfig {
             stream: StreamConfig::default(),
             shm: ShmSettings::default(),
             check_interval: 1_000_000,
+            producer_queue_bytes: 1 << 20,
         }
     }
 }
@@ -84,6 +91,14 @@ impl ConnectionConfig {
     }
 
     /// Checks the configuration.
+    ///
+    /// ```
+    /// use tcpshm_connection::ConnectionConfig;
+    /// let mut cfg = ConnectionConfig::default();
+    /// assert!(cfg.validate().is_ok());
+    /// cfg.producer_queue_bytes = 1000; // not a power of two
+    /// assert!(cfg.validate().is_err());
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.session.validate()?;
         self.session.validate_queue("send queue", self.queue_bytes)?;
@@ -93,6 +108,13 @@ impl ConnectionConfig {
         }
         if self.check_interval == 0 {
             return Err(ConfigError::Timing("the check interval must be more than 0"));
+        }
+        if tcpshm_ring::mpsc::check_capacity(self.producer_queue_bytes).is_err() {
+            return Err(ConfigError::QueueSize {
+                which: "producers' queue",
+                bytes: self.producer_queue_bytes,
+                min: tcpshm_ring::mpsc::MIN_CAPACITY,
+            });
         }
         Ok(())
     }

@@ -101,6 +101,8 @@ pub struct Connection<S = mio::net::TcpStream> {
     /// When a shared-memory session next does its control work.
     pub(crate) next_check: Nanos,
     pub(crate) close_handle: CloseHandle,
+    /// The session's producers' queue (`producer.rs`).
+    pub(crate) producers: crate::producer::Producers,
 }
 
 impl<S> fmt::Debug for Connection<S> {
@@ -204,8 +206,15 @@ impl<S: ByteStream> Connection<S> {
             now: 0,
             next_check: 0,
             close_handle: CloseHandle::default(),
+            producers: Default::default(),
         };
         c.resume_numbers()?;
+        // Messages producer handles pushed before (in an earlier process too) drain
+        // from the first poll; a queue owned elsewhere is tried again from `poll`.
+        match c.attach_producers(false) {
+            Ok(()) | Err(crate::ProducerError::Busy { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(c)
     }
 
@@ -507,7 +516,7 @@ impl<S: ByteStream> Connection<S> {
         self.session.max_send().min(queue)
     }
 
-    fn push_common(&mut self, msg_type: u16, publish: bool) -> Result<(), SendError> {
+    pub(crate) fn push_common(&mut self, msg_type: u16, publish: bool) -> Result<(), SendError> {
         if !tcpshm_proto::frame::msg_type::is_user(msg_type) {
             return Err(SendError::ReservedType(msg_type));
         }
@@ -546,10 +555,11 @@ impl<S: ByteStream> Connection<S> {
     }
 }
 
-impl<S: ByteStream> Transport for Connection<S> {
+impl<S: ByteStream> Connection<S> {
+    /// `alloc` without the session's limits (the queue's own still apply): where the
+    /// next push goes now.
     #[inline]
-    fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
-        self.session.check_send(len)?;
+    pub(crate) fn alloc_queue(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
         if self.queue.to_ring {
             if let Some(e) = self.rings.as_ref().and_then(|r| r.tx.fault()).cloned() {
                 // An earlier alloc found the ring corrupt: the session ends here.
@@ -565,6 +575,14 @@ impl<S: ByteStream> Transport for Connection<S> {
             return Ok(None);
         }
         self.store.alloc(len).map_err(send_error)
+    }
+}
+
+impl<S: ByteStream> Transport for Connection<S> {
+    #[inline]
+    fn alloc(&mut self, len: usize) -> Result<Option<&mut [u8]>, SendError> {
+        self.session.check_send(len)?;
+        self.alloc_queue(len)
     }
 
     /// Publishes the message (crash-safe from here) and, over a stream, writes what
@@ -620,6 +638,9 @@ impl<S: ByteStream> Transport for Connection<S> {
         if let Some(e) = self.rings.as_ref().and_then(|r| r.tx.fault()).cloned() {
             self.ring_failed(ring_reason(&e));
         }
+        // What producer handles pushed joins the session's sequence (one load when
+        // there is nothing).
+        self.drain_producers();
         // Staged pushes become crash-safe here whatever happens next: a receive error
         // (the peer just died) must not leave them unpublished.
         if let Err(reason) = self.publish_staged() {

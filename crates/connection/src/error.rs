@@ -29,6 +29,9 @@ pub enum OpenError {
     /// A shared-memory ring is corrupt.
     #[error("shared memory: {0}")]
     Ring(#[from] RingError),
+    /// The session's producers' queue could not be opened, or is corrupt.
+    #[error("{0}")]
+    Producers(#[from] crate::ProducerError),
 }
 
 /// Why a client's login failed. Nothing is lost: queued messages stay queued, and the

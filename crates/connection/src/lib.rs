@@ -74,7 +74,9 @@ mod config;
 mod connection;
 mod error;
 mod files;
+mod handoff;
 mod login;
+mod producer;
 mod rings;
 mod sender;
 mod stream;
@@ -87,6 +89,7 @@ pub use connection::Connection;
 pub use error::{ConnectError, OpenError};
 pub use files::{LostState, SessionFiles};
 pub use login::{write_refusal, Connected};
+pub use producer::{Producer, ProducerError};
 pub use sender::{Batch, Sender};
 
 /// The threading promises of the public types, checked at compile time.
@@ -96,4 +99,6 @@ fn _assert_thread_safety() {
     send::<Connection<mio::net::TcpStream>>();
     send::<Connection<std::os::unix::net::UnixStream>>();
     send::<CloseHandle>();
+    fn clone<T: Send + Clone>() {}
+    clone::<Producer>();
 }

@@ -277,6 +277,8 @@ impl<S: ByteStream> Connection<S> {
         }
         self.update_route();
         self.next_check = now;
+        // The peer's limit as this login told it binds producer handles from now on.
+        self.offer_producer_limit();
         Ok(())
     }
 

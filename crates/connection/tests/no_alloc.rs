@@ -2,7 +2,8 @@
 //! (and a Unix socket) and over shared memory: a counting global allocator (this
 //! binary's own) counts every allocation the measuring thread makes during
 //! thousands of round trips after a warm-up — alloc/push/push_more/poll/front/pop,
-//! zero-copy replies through `front_split`, heartbeats and acks in the mix.
+//! zero-copy replies through `front_split`, heartbeats and acks in the mix — and through
+//! producer handles: neither the pushing threads nor the polling thread that drains them.
 
 mod common;
 
@@ -173,4 +174,84 @@ fn no_allocation_per_message_over_shared_memory() {
     });
     assert!(ok, "a zero-copy echo failed: a {} b {}", a.counters(), b.counters());
     assert_eq!(allocations, 0, "heap allocations during 100,000 zero-copy echoes over shared memory");
+}
+
+/// Two threads push 64-byte messages through producer handles while the polling
+/// thread drains them into the session and the peer receives them: after a warm-up,
+/// no allocation in the pushing threads nor in the polling thread (each counts its
+/// own), over TCP and shared memory.
+fn producers_without_allocating(medium: TransportKind, tag: &str) {
+    const THREADS: u8 = 2;
+    const PER: u64 = 20_000;
+    const WARM: u64 = 2_000;
+    let dir = TempDir::new(tag);
+    let mut c = cfg(&dir);
+    // The producers' queue wraps many times.
+    c.producer_queue_bytes = 1 << 14;
+    let mut a: Connection<std::net::TcpStream> = open_client(&dir, &c, medium);
+    let mut b = open_server(&dir, &c, medium);
+    link_tcp(&mut a, &mut b, medium, 1);
+    let producer = a.producer().unwrap();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let mut p = producer.clone();
+                s.spawn(move || {
+                    let mut push = |i: u64| {
+                        let mut m = [t; 64];
+                        m[8..16].copy_from_slice(&i.to_le_bytes());
+                        while !p.push(10 + u16::from(t), &m).unwrap() {
+                            std::thread::yield_now();
+                        }
+                    };
+                    (0..WARM).for_each(&mut push);
+                    count(|| (WARM..PER).for_each(&mut push)).0
+                })
+            })
+            .collect();
+        let mut now = 1;
+        let mut next = [0u64; THREADS as usize];
+        let mut receive = |a: &mut Connection<_>, b: &mut Connection<_>| {
+            now += 100_000;
+            a.poll(now);
+            b.poll(now);
+            while let Some(m) = b.front() {
+                let t = usize::from(m.payload[0]);
+                if t >= next.len() || m.payload[8..16] != next[t].to_le_bytes() {
+                    return None;
+                }
+                next[t] += 1;
+                b.pop();
+            }
+            Some(next.iter().sum::<u64>())
+        };
+        let deadline = Instant::now() + tcpshm_test_support::WAIT;
+        while receive(&mut a, &mut b).expect("in order") < u64::from(THREADS) * WARM {
+            assert!(Instant::now() < deadline, "{tag}: the warm-up did not complete");
+        }
+        let (allocations, ok) = count(|| loop {
+            match receive(&mut a, &mut b) {
+                None => return false,
+                Some(n) if n == u64::from(THREADS) * PER => return true,
+                Some(_) if Instant::now() > deadline => return false,
+                Some(_) => {}
+            }
+        });
+        assert!(ok, "{tag}: the messages did not all arrive in order: a {} b {}", a.counters(), b.counters());
+        assert_eq!(allocations, 0, "{tag}: heap allocations in the polling thread while it drained the producers");
+        for (t, h) in threads.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), 0, "{tag}: heap allocations in producer thread {t}'s pushes");
+        }
+    });
+    assert_eq!(a.counters().pushed, u64::from(THREADS) * PER);
+}
+
+#[test]
+fn no_allocation_per_message_through_producers_over_tcp() {
+    producers_without_allocating(TransportKind::Tcp, "noalloc-producers-tcp");
+}
+
+#[test]
+fn no_allocation_per_message_through_producers_over_shared_memory() {
+    producers_without_allocating(TransportKind::Shm, "noalloc-producers-shm");
 }

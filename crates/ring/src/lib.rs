@@ -8,6 +8,9 @@
 //! * [`var`]: a variable-length message queue that lives in a byte region it does not
 //!   own (heap memory, or a shared-memory mapping seen by two processes), with a
 //!   `#[repr(C)]` header, free-running `u64` indices and offsets instead of pointers.
+//! * [`mpsc`]: a variable-length **many-to-one** queue in the same kind of region
+//!   (Aeron's many-to-one ring buffer): any number of producers claim space with one
+//!   compare-and-swap, write in place and commit by storing the length; one consumer.
 //!
 //! Both are wait-free on the hot path: a push or pop is a few loads and one store,
 //! never a lock, an allocation or a system call. Each side keeps a cached copy of the
@@ -44,6 +47,7 @@ compile_error!("the `shm` feature of tcpshm-ring needs Linux (O_TMPFILE, OFD loc
 mod loom_models;
 mod sync;
 
+pub mod mpsc;
 #[cfg(feature = "shm")]
 pub mod shm;
 pub mod spsc;

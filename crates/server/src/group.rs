@@ -22,6 +22,11 @@ use tcpshm_ring::spsc;
 use tcpshm_stats::StatsFile;
 use tcpshm_transport_shm::Side;
 
+// Producer handles of the group's sessions: an extension of `Group` that needs its
+// entries, so a child module (in its own file).
+#[path = "producer.rs"]
+mod producer;
+
 /// What a readiness event asks of a connection's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
@@ -100,6 +105,8 @@ pub struct Group<H> {
     dir: Arc<Directory>,
     /// Entries pushed to (or closed) through [`Sessions`], to write out.
     touched: Vec<usize>,
+    /// Entries whose session has a producers' queue: drained at every poll.
+    producing: Vec<usize>,
 }
 
 impl<H: GroupHandler> Group<H> {
@@ -141,6 +148,7 @@ impl<H: GroupHandler> Group<H> {
             stats,
             dir,
             touched: Vec::new(),
+            producing: Vec::new(),
         })
     }
 
@@ -183,6 +191,7 @@ impl<H: GroupHandler> Group<H> {
         while let Some(h) = self.inbox.pop() {
             self.finish_login(h, now);
         }
+        self.drain_producers();
         // The handler's own pushes (a handler without `on_poll` compiles to nothing
         // here), and those made through `sessions()` since the last poll: their
         // entries are served with the ready ones.
@@ -517,6 +526,7 @@ impl<H: GroupHandler> Group<H> {
             }
         }
         self.by_name.insert(login.client, i);
+        self.note_producers(i);
         let Some(e) = self.entries[i].as_mut() else { return };
         if let Some(s) = e.conn.stream_mut() {
             e.registered =

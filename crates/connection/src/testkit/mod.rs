@@ -27,8 +27,10 @@
 //! tcpshm_proto::testkit::run_case(&mut h, "pushes_before_first_login").unwrap();
 //! ```
 
+pub(crate) mod drain;
 mod pipe;
 
+pub use drain::{set_drain_hook, DrainPoint};
 pub use pipe::MemPipe;
 
 use crate::{ConnectError, Connection, ConnectionConfig};

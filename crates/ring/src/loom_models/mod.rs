@@ -4,5 +4,6 @@
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release -p tcpshm-ring --all-features --lib loom_models`
 //! (`cargo xtask ci` does, with `LOOM_MAX_PREEMPTIONS=3`).
 
+mod mpsc;
 mod spsc;
 mod var;

@@ -1,6 +1,6 @@
 //! Typed errors of named shared-memory regions.
 
-use crate::var::{AttachError, InitError, Side};
+use crate::var::{AttachError, Corrupt, InitError, Side};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -36,6 +36,17 @@ pub enum OpenError {
         path: PathBuf,
         /// What is wrong with it.
         source: AttachError,
+    },
+    /// Another owner holds the file ([`MpscRegion::own`](super::MpscRegion::own)):
+    /// the ends of an owner in another process, or in this one, are still alive.
+    Busy(PathBuf),
+    /// The queue's indices or records are impossible (found by
+    /// [`MpscRegion::own`](super::MpscRegion::own)'s recovery).
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: Corrupt,
     },
     /// A system call failed.
     Io {
@@ -74,6 +85,8 @@ impl fmt::Display for OpenError {
             ),
             OpenError::Config(e) => write!(f, "invalid queue configuration: {e}"),
             OpenError::Attach { path, source } => write!(f, "{}: {source}", path.display()),
+            OpenError::Busy(p) => write!(f, "{} is owned by another open (in this or another process)", p.display()),
+            OpenError::Corrupt { path, source } => write!(f, "{}: {source}", path.display()),
             OpenError::Io { path, op, source } => write!(f, "{op} {}: {source}", path.display()),
         }
     }

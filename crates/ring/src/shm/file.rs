@@ -3,7 +3,7 @@
 
 use super::error::OpenError;
 use crate::var::layout::{self, Geometry};
-use crate::var::{region_size, AttachError, Config, HEADER_LEN};
+use crate::var::{region_size, AttachError, Config, InitError, HEADER_LEN};
 use rustix::fs::{AtFlags, CWD};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::fs::{File, OpenOptions, Permissions};
@@ -62,33 +62,75 @@ fn check_private(file: &File, path: &Path) -> Result<u64, OpenError> {
     Ok(meta.len())
 }
 
+/// A kind of region a file can hold: how big it is, how it is formatted and checked.
+pub(super) trait Kind {
+    /// What validation finds out about a region.
+    type Geo: Copy;
+    /// Bytes of the header (a shorter file is refused).
+    const HEADER_LEN: usize;
+    /// Bytes of a region of this configuration.
+    fn len(&self) -> usize;
+    /// Formats `base..base + len`.
+    ///
+    /// # Safety
+    /// The memory is writable and nobody else's during the call.
+    unsafe fn format(&self, base: *mut u8, len: usize) -> Result<Self::Geo, InitError>;
+    /// Validates `base..base + len`.
+    ///
+    /// # Safety
+    /// The memory is readable during the call.
+    unsafe fn validate(base: *mut u8, len: usize) -> Result<Self::Geo, AttachError>;
+    /// Whether a validated region has this configuration.
+    fn check(&self, geo: Self::Geo) -> Result<(), AttachError>;
+}
+
+impl Kind for Config {
+    type Geo = Geometry;
+    const HEADER_LEN: usize = HEADER_LEN;
+    fn len(&self) -> usize {
+        region_size(self.capacity)
+    }
+    unsafe fn format(&self, base: *mut u8, len: usize) -> Result<Geometry, InitError> {
+        // SAFETY: the caller's contract is `format`'s.
+        unsafe { layout::format(base, len, *self) }
+    }
+    unsafe fn validate(base: *mut u8, len: usize) -> Result<Geometry, AttachError> {
+        // SAFETY: the caller's contract is `validate`'s.
+        unsafe { layout::validate(base, len) }
+    }
+    fn check(&self, geo: Geometry) -> Result<(), AttachError> {
+        let found = geo.config();
+        if found != *self {
+            return Err(AttachError::ConfigMismatch {
+                found: (found.capacity, found.align),
+                expected: (self.capacity, self.align),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Checks, maps and validates an existing region; `expected` is the configuration the
 /// caller asked for, if any.
-pub(super) fn attach(file: &File, path: &Path, expected: Option<Config>) -> Result<(Map, Geometry), OpenError> {
+pub(super) fn attach<K: Kind>(file: &File, path: &Path, expected: Option<&K>) -> Result<(Map, K::Geo), OpenError> {
     let len = check_private(file, path)?;
     if len == 0 {
         return Err(OpenError::Uninitialised(path.to_path_buf()));
     }
     let attach_err = |source| OpenError::Attach { path: path.to_path_buf(), source };
-    if len < HEADER_LEN as u64 {
+    if len < K::HEADER_LEN as u64 {
         return Err(attach_err(AttachError::TooShort(len as usize)));
     }
     let len = usize::try_from(len).map_err(|_| attach_err(AttachError::TooShort(usize::MAX)))?;
     let map = Map::new(file, len, path)?;
     // SAFETY: the mapping is `len` bytes, readable, and lives during the call.
-    let geo = match unsafe { layout::validate(map.base, map.len) } {
+    let geo = match unsafe { K::validate(map.base, map.len) } {
         Ok(geo) => geo,
         Err(AttachError::BadMagic(0)) => return Err(OpenError::Uninitialised(path.to_path_buf())),
         Err(e) => return Err(attach_err(e)),
     };
-    if let Some(cfg) = expected {
-        let found = geo.config();
-        if found != cfg {
-            return Err(attach_err(AttachError::ConfigMismatch {
-                found: (found.capacity, found.align),
-                expected: (cfg.capacity, cfg.align),
-            }));
-        }
+    if let Some(k) = expected {
+        k.check(geo).map_err(attach_err)?;
     }
     Ok((map, geo))
 }
@@ -97,7 +139,7 @@ pub(super) fn attach(file: &File, path: &Path, expected: Option<Config>) -> Resu
 /// file system cannot, a unique temporary name), then given its name with `link`, which
 /// fails if the name exists. So a process never sees a half-made region under the name.
 /// `Ok(None)`: another process created `path` first.
-pub(super) fn create(path: &Path, cfg: Config) -> Result<Option<(File, Map, Geometry)>, OpenError> {
+pub(super) fn create<K: Kind>(path: &Path, cfg: &K) -> Result<Option<(File, Map, K::Geo)>, OpenError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -131,7 +173,7 @@ pub(super) fn create(path: &Path, cfg: Config) -> Result<Option<(File, Map, Geom
 /// [`create`] through a temporary name, removed afterwards. A process killed between
 /// the two leaves the temporary file behind (`.<name>.<pid>.<n>.tmp`), never a
 /// half-made region under `path`.
-fn create_named(dir: &Path, path: &Path, cfg: Config) -> Result<Option<(File, Map, Geometry)>, OpenError> {
+fn create_named<K: Kind>(dir: &Path, path: &Path, cfg: &K) -> Result<Option<(File, Map, K::Geo)>, OpenError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp: PathBuf = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
@@ -153,15 +195,15 @@ fn create_named(dir: &Path, path: &Path, cfg: Config) -> Result<Option<(File, Ma
 }
 
 /// Sizes, maps and formats a new, still private file.
-fn format(file: &File, path: &Path, cfg: Config) -> Result<(Map, Geometry), OpenError> {
+fn format<K: Kind>(file: &File, path: &Path, cfg: &K) -> Result<(Map, K::Geo), OpenError> {
     // Exactly 0600 whatever the umask (which could also have removed our own write bit).
     file.set_permissions(Permissions::from_mode(0o600)).map_err(|e| io_err(path, "chmod", e))?;
-    let len = region_size(cfg.capacity);
+    let len = cfg.len();
     file.set_len(len as u64).map_err(|e| io_err(path, "size", e))?;
     let map = Map::new(file, len, path)?;
     // SAFETY: the file has no name yet (or a private temporary one nobody else opens),
     // so the fresh mapping of exactly `len` bytes is ours alone during the call.
-    let geo = unsafe { layout::format(map.base, map.len, cfg) }.map_err(OpenError::Config)?;
+    let geo = unsafe { cfg.format(map.base, map.len) }.map_err(OpenError::Config)?;
     Ok((map, geo))
 }
 
@@ -177,13 +219,13 @@ mod tests {
         let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
         let path = dir.join(format!("tcpshm-ring-named-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let (file, map, geo) = create_named(&dir, &path, Config::new(4096)).unwrap().expect("created");
+        let (file, map, geo) = create_named(&dir, &path, &Config::new(4096)).unwrap().expect("created");
         assert_eq!(geo.config(), Config::new(4096));
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         let again = open_existing(&path).unwrap();
-        let (_, geo2) = attach(&again, &path, Some(Config::new(4096))).unwrap();
+        let (_, geo2) = attach(&again, &path, Some(&Config::new(4096))).unwrap();
         assert_eq!(geo2.config(), geo.config());
-        assert!(create_named(&dir, &path, Config::new(4096)).unwrap().is_none(), "the name exists: lost the race");
+        assert!(create_named(&dir, &path, &Config::new(4096)).unwrap().is_none(), "the name exists: lost the race");
         let leftovers = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())

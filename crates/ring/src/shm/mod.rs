@@ -52,8 +52,11 @@
 mod error;
 mod file;
 pub mod lock;
+mod mpsc;
 
 pub use error::{ClaimError, OpenError};
+pub(crate) use mpsc::MpscMapping;
+pub use mpsc::MpscRegion;
 
 use crate::var::layout::{self, Geometry, Raw};
 use crate::var::{Config, Consumer, Link, Peer, Producer, Side};
@@ -138,14 +141,14 @@ impl Region {
         let mut last = None;
         for _ in 0..8 {
             match file::open_existing(path) {
-                Ok(f) => match file::attach(&f, path, Some(cfg)) {
+                Ok(f) => match file::attach(&f, path, Some(&cfg)) {
                     Ok((map, geo)) => return Ok(Region::new(f, map, geo, path)),
                     Err(e) => return Err(e),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(OpenError::Io { path: path.into(), op: "open", source: e }),
             }
-            match file::create(path, cfg)? {
+            match file::create(path, &cfg)? {
                 Some((f, map, geo)) => return Ok(Region::new(f, map, geo, path)),
                 None => last = Some(OpenError::NotFound(path.into())),
             }
@@ -172,7 +175,7 @@ impl Region {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::NotFound(path.into())),
             Err(e) => return Err(OpenError::Io { path: path.into(), op: "open", source: e }),
         };
-        let (map, geo) = file::attach(&f, path, None)?;
+        let (map, geo) = file::attach::<Config>(&f, path, None)?;
         Ok(Region::new(f, map, geo, path))
     }
 
