@@ -21,7 +21,9 @@
 //!    process would) and receives the fill, then more market data.
 //!
 //! Throughout, a **market-data thread** — not the thread that polls the exchange —
-//! publishes ticks, which the exchange sends to every connected trader.
+//! pushes ticks to each trader through a producer handle ([`Group::producer`]):
+//! every trader gets every tick once, in order, including the ticks published while
+//! it was away (they wait in its session's queue, like the fill).
 //!
 //! Message types:
 //!
@@ -40,7 +42,6 @@ use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 use tcpshm::clock;
@@ -105,12 +106,9 @@ struct Exchange {
     next_id: u64,
     /// Fills to push to resting orders' owners (from `on_poll`: connected or not).
     fills: Vec<(Name, [u8; 16])>,
-    /// Ticks from the market-data thread.
-    ticks: Receiver<[u8; 16]>,
     /// Set when alice's connection goes down (the example waits for it).
     alice_gone: Arc<AtomicBool>,
     fills_pushed: u64,
-    ticks_sent: u64,
 }
 
 fn order_of(payload: &[u8]) -> Option<(bool, u32, u32)> {
@@ -207,26 +205,13 @@ impl GroupHandler for Exchange {
         Handled::Pop
     }
 
-    /// Once per poll: fills that did not fit when they happened, then the ticks the
-    /// market-data thread published since (to the connected traders).
+    /// Once per poll: fills that did not fit when they happened.
     fn on_poll(&mut self, sessions: &mut Sessions<'_>, _now: Nanos) {
         while let Some(&(owner, fill)) = self.fills.first() {
             if !self.push_fill(sessions, owner, fill) {
                 break; // that queue is full: next poll
             }
             self.fills.remove(0);
-        }
-        while let Ok(tick) = self.ticks.try_recv() {
-            sessions.for_each(|conn| {
-                // Market data is for the moment: not queued for traders who are away.
-                if conn.is_connected() {
-                    if let Ok(Some(buf)) = conn.alloc(tick.len()) {
-                        buf.copy_from_slice(&tick);
-                        let _ = conn.push(TICK);
-                    }
-                }
-            });
-            self.ticks_sent += 1;
         }
     }
 
@@ -238,21 +223,29 @@ impl GroupHandler for Exchange {
     }
 }
 
-/// The market-data thread: a tick every half millisecond until told to stop. (It
-/// hands ticks to the exchange's thread through a channel.)
-fn market_data(ticks: Sender<[u8; 16]>, stop: Arc<AtomicBool>) {
+/// The market-data thread: a tick every half millisecond to each subscriber until
+/// told to stop, pushed through the subscribers' producer handles (the exchange's
+/// polling thread moves them into the sessions). Returns how many it published.
+fn market_data(mut feeds: Vec<Producer>, stop: Arc<AtomicBool>) -> Result<u64> {
     let mut n = 0u64;
     while !stop.load(Ordering::Acquire) {
         let mut tick = [0u8; 16];
         tick[..8].copy_from_slice(&n.to_le_bytes());
         tick[8..12].copy_from_slice(&(49 + (n % 3) as u32).to_le_bytes());
         tick[12..].copy_from_slice(&(51 + (n % 2) as u32).to_le_bytes());
-        if ticks.send(tick).is_err() {
-            return;
+        for feed in &mut feeds {
+            // `false`: that queue is full (backpressure); try again, the tick is owed.
+            while !feed.push(TICK, &tick)? {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(n);
+                }
+                std::thread::yield_now();
+            }
         }
         n += 1;
         std::thread::sleep(Duration::from_micros(500));
     }
+    Ok(n)
 }
 
 // ---------------------------------------------------------------------------------
@@ -310,6 +303,8 @@ struct Seen {
     fills: Vec<(u64, u32, u32)>,
     ticks: u64,
     last_tick: Option<(u32, u32)>,
+    /// The number of the next tick due: each arrives once, in order.
+    next_tick: u64,
 }
 
 impl Seen {
@@ -322,6 +317,11 @@ impl Seen {
                 self.fills.push(fill);
             }
             Event::Message(m) if m.msg_type == TICK => {
+                let n = u64_at(m.payload, 0);
+                if n != self.next_tick {
+                    bail!("{name}: tick {n} where tick {} was due", self.next_tick);
+                }
+                self.next_tick += 1;
                 self.ticks += 1;
                 self.last_tick = Some((u32_at(m.payload, 8), u32_at(m.payload, 12)));
             }
@@ -368,19 +368,22 @@ fn run(args: &Args, dir: &Path, prefix: &str) -> Result<()> {
     let mut cfg = ServerConfig::new("exchange".parse()?, dir.join("exchange"));
     cfg.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     cfg.connection.shm.prefix = prefix.to_string();
-    let (tick_tx, tick_rx) = channel();
     let alice_gone = Arc::new(AtomicBool::new(false));
     let exchange = Exchange {
         rpc: Responder::default(),
         book: Vec::new(),
         next_id: 1,
         fills: Vec::new(),
-        ticks: tick_rx,
         alice_gone: alice_gone.clone(),
         fills_pushed: 0,
-        ticks_sent: 0,
     };
-    let server = Server::bind(cfg, AcceptAll, RoundRobin::default(), vec![exchange])?;
+    let mut server = Server::bind(cfg, AcceptAll, RoundRobin::default(), vec![exchange])?;
+    // A producer handle per subscriber, for the market-data thread (taken before the
+    // runner moves the group to its thread).
+    let feeds = ["alice", "bob"]
+        .into_iter()
+        .map(|name| Ok(server.groups()[0].producer(&name.parse()?)?))
+        .collect::<Result<Vec<Producer>>>()?;
     let running = runner::run(server, RunConfig { idle: Idle::Yield })?;
     let place = Place { dir, prefix, addr: running.local_addrs()[0] };
     println!("exchange: listening on {}", place.addr);
@@ -388,7 +391,7 @@ fn run(args: &Args, dir: &Path, prefix: &str) -> Result<()> {
     let stop_md = Arc::new(AtomicBool::new(false));
     let md = {
         let stop = stop_md.clone();
-        std::thread::Builder::new().name("market-data".into()).spawn(move || market_data(tick_tx, stop))?
+        std::thread::Builder::new().name("market-data".into()).spawn(move || market_data(feeds, stop))?
     };
 
     // 1. alice: a buy order (request, answer), market data, then she logs off.
@@ -427,7 +430,8 @@ fn run(args: &Args, dir: &Path, prefix: &str) -> Result<()> {
 
     // 3. alice's next login: the fill pushed while she was away, then market data.
     let mut alice = log_in(&place, "alice", args.alice)?;
-    let mut seen = Seen::default();
+    // Her ticks go on where they stopped: those published while she was away first.
+    let mut seen = Seen { next_tick: seen.next_tick, ..Seen::default() };
     until(&mut alice, "alice", &mut seen, |s| !s.fills.is_empty() && s.ticks >= args.ticks)?;
     if seen.fills != [(order_id, 100, 50)] {
         bail!("alice expected one fill of order {order_id}, 100 @ 50; got {:?}", seen.fills);
@@ -436,13 +440,12 @@ fn run(args: &Args, dir: &Path, prefix: &str) -> Result<()> {
     drop(alice);
 
     stop_md.store(true, Ordering::Release);
-    md.join().map_err(|_| anyhow!("the market-data thread panicked"))?;
+    let published = md.join().map_err(|_| anyhow!("the market-data thread panicked"))??;
     let (_control, mut groups) = running.join()?;
     let ex = groups[0].handler();
     println!(
-        "exchange: {} fills pushed, {} ticks sent, {} orders resting",
+        "exchange: {} fills pushed, {} orders resting; market data: {published} ticks to each trader",
         ex.fills_pushed,
-        ex.ticks_sent,
         ex.book.len()
     );
     println!("done");

@@ -64,7 +64,7 @@ pub mod prelude {
     pub use tcpshm_client::{
         Client, ClientConfig, ConnectError, Connected, Reconnect, ReconnectConfig, ReconnectEvent,
     };
-    pub use tcpshm_connection::{Batch, Connection, ConnectionConfig};
+    pub use tcpshm_connection::{Batch, Connection, ConnectionConfig, Producer, ProducerError};
     pub use tcpshm_persist::Durability;
     pub use tcpshm_proto::login::{LoginStatus, TransportKind};
     pub use tcpshm_proto::{CloseReason, Counters, Msg, Name, Nanos, SendError, Transport};
