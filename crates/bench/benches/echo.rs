@@ -34,11 +34,12 @@ use tcpshm_bench::floors::{self, Ours, Pinger, RingPinger, Shared, SlotPinger, S
 use tcpshm_bench::ours::{self, Echo};
 use tcpshm_bench::pairs::{self, LatencyPairs, Turn, QUANTILES};
 use tcpshm_bench::payload::{self, Payloads};
+use tcpshm_bench::round_trips::measure;
 use tcpshm_bench::scratch::{Scratch, ShmPrefix};
 use tcpshm_bench::sys;
 use tcpshm_bench::syscalls::{self, Strace};
 use tcpshm_bench::tail::{self, ServerRecords};
-use tcpshm_bench::{hist, tail::TRACE_DUMP, tail::TRACE_START};
+use tcpshm_bench::tail::{TRACE_DUMP, TRACE_START};
 use tcpshm_client::{Client, TransportKind};
 use tcpshm_connection::Connection;
 
@@ -169,46 +170,6 @@ struct Live {
     gen: Payloads,
     _dir: Scratch,
     _shm: ShmPrefix,
-}
-
-/// Round trips for `warm` (not recorded) then for `span`; every echo is checked.
-fn measure<P: Pinger>(
-    p: &mut P,
-    gen: &mut Payloads,
-    seq: &mut u64,
-    clock: &Clock,
-    warm: Duration,
-    span: Duration,
-) -> Histogram<u64> {
-    let mut buf = [0u8; payload::MAX];
-    let mut h = hist::new_hist();
-    let start = ticks();
-    let warm_ticks = clock.ticks_in(warm.as_nanos() as f64);
-    while ticks() - start < warm_ticks {
-        for _ in 0..64 {
-            let len = gen.next(*seq, &mut buf);
-            *seq += 1;
-            assert!(p.ping(&buf[..len], clock.now_ns()), "echo {seq} came back corrupt");
-        }
-    }
-    let start = ticks();
-    let span_ticks = clock.ticks_in(span.as_nanos() as f64);
-    let mut t0 = start;
-    loop {
-        for _ in 0..64 {
-            let len = gen.next(*seq, &mut buf);
-            *seq += 1;
-            t0 = ticks();
-            let ok = p.ping(&buf[..len], clock.at(t0));
-            let t1 = ticks();
-            assert!(ok, "echo {seq} came back corrupt");
-            hist::record(&mut h, clock.ns(t1 - t0));
-        }
-        if t0 - start >= span_ticks {
-            break;
-        }
-    }
-    h
 }
 
 /// Round trips for `span` without recording (a window whose system calls are counted).

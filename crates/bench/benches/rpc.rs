@@ -21,13 +21,13 @@
 use hdrhistogram::Histogram;
 use std::time::Duration;
 use tcpshm_bench::child::{self, Child};
-use tcpshm_bench::clock::{ticks, Clock};
+use tcpshm_bench::clock::Clock;
 use tcpshm_bench::common::{self, progress, Opts, Report, Row, Summary};
 use tcpshm_bench::floors::{Ours, Pinger};
-use tcpshm_bench::hist;
 use tcpshm_bench::ours::{self, Echo, DATA};
 use tcpshm_bench::pairs::{self, LatencyPairs, Turn, QUANTILES};
-use tcpshm_bench::payload::{self, Payloads};
+use tcpshm_bench::payload::Payloads;
+use tcpshm_bench::round_trips::measure;
 use tcpshm_bench::scratch::{Scratch, ShmPrefix};
 use tcpshm_client::{Client, TransportKind};
 use tcpshm_proto::{Msg, Transport};
@@ -165,46 +165,6 @@ impl Live {
         self.child.stop();
         h
     }
-}
-
-/// Round trips for `warm` (not recorded) then for `span`; every answer is checked.
-fn measure<P: Pinger>(
-    p: &mut P,
-    gen: &mut Payloads,
-    seq: &mut u64,
-    clock: &Clock,
-    warm: Duration,
-    span: Duration,
-) -> Histogram<u64> {
-    let mut buf = [0u8; payload::MAX];
-    let mut h = hist::new_hist();
-    let start = ticks();
-    let warm_ticks = clock.ticks_in(warm.as_nanos() as f64);
-    while ticks() - start < warm_ticks {
-        for _ in 0..64 {
-            let len = gen.next(*seq, &mut buf);
-            *seq += 1;
-            assert!(p.ping(&buf[..len], clock.now_ns()), "answer {seq} came back wrong");
-        }
-    }
-    let start = ticks();
-    let span_ticks = clock.ticks_in(span.as_nanos() as f64);
-    let mut t0 = start;
-    loop {
-        for _ in 0..64 {
-            let len = gen.next(*seq, &mut buf);
-            *seq += 1;
-            t0 = ticks();
-            let ok = p.ping(&buf[..len], clock.at(t0));
-            let t1 = ticks();
-            assert!(ok, "answer {seq} came back wrong");
-            hist::record(&mut h, clock.ns(t1 - t0));
-        }
-        if t0 - start >= span_ticks {
-            break;
-        }
-    }
-    h
 }
 
 fn durations(opts: &Opts, m: Medium) -> (Duration, Duration) {

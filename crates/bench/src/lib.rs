@@ -17,7 +17,8 @@
 //! The plumbing: a calibrated time-stamp clock ([`clock`]), histograms ([`hist`]),
 //! child processes in roles, pinned and paused at will ([`child`]), scratch
 //! directories ([`scratch`]), machine facts and limits ([`sys`]), message contents
-//! ([`payload`]), the echo floors ([`floors`]), tcpshm's side ([`ours`]), the stream
+//! ([`payload`]), the echo floors ([`floors`]), the timed round-trip loop
+//! ([`round_trips`]), tcpshm's side ([`ours`]), the stream
 //! references ([`streams`]), system-call counts ([`syscalls`]), tail attribution
 //! ([`tail`]) and the report rows ([`common`]).
 
@@ -29,6 +30,7 @@ pub mod hist;
 pub mod ours;
 pub mod pairs;
 pub mod payload;
+pub mod round_trips;
 pub mod scratch;
 pub mod streams;
 pub mod sys;
