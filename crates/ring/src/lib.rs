@@ -43,6 +43,7 @@ compile_error!("the `wait` feature of tcpshm-ring needs Linux (futex)");
 #[cfg(all(feature = "shm", not(target_os = "linux")))]
 compile_error!("the `shm` feature of tcpshm-ring needs Linux (O_TMPFILE, OFD locks)");
 
+mod identity;
 #[cfg(all(loom, test))]
 mod loom_models;
 mod sync;

@@ -43,6 +43,7 @@
 //! as records again: [`Consumer::recover`](super::Consumer::recover) (and every attach
 //! through a file) finishes such a release first.
 
+use crate::identity::{OFF_ALIGN, OFF_CAPACITY, OFF_DATA, OFF_MAGIC, OFF_VERSION};
 use crate::sync::{AtomicU64, Ordering};
 use crate::var::{AttachError, InitError};
 
@@ -137,11 +138,6 @@ pub const WORDS: usize = 4;
 /// ```
 pub const FLAG_PAD: u16 = 1;
 
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_ALIGN: usize = 12;
-const OFF_CAPACITY: usize = 16;
-const OFF_DATA: usize = 24;
 const OFF_WORDS: usize = 64;
 const OFF_TAIL: usize = 128;
 const OFF_HEAD: usize = 256;
@@ -307,34 +303,9 @@ pub(crate) unsafe fn format(base: *mut u8, len: usize, capacity: usize) -> Resul
 /// # Safety
 /// `base..base + len` must be readable memory that stays mapped during the call.
 pub(crate) unsafe fn validate(base: *mut u8, len: usize) -> Result<u64, AttachError> {
-    if !(base as usize).is_multiple_of(8) {
-        return Err(AttachError::Misaligned(base as usize));
-    }
-    if len < HEADER_LEN {
-        return Err(AttachError::TooShort(len));
-    }
-    // Volatile reads: another process may be writing this memory; each field is read
-    // once and only the checked copy is used.
-    // SAFETY: `len >= HEADER_LEN`, `base` is 8-aligned, every offset is aligned.
-    let (magic, version, align, capacity, data) = unsafe {
-        (
-            u64::from_le(base.add(OFF_MAGIC).cast::<u64>().read_volatile()),
-            u32::from_le(base.add(OFF_VERSION).cast::<u32>().read_volatile()),
-            u32::from_le(base.add(OFF_ALIGN).cast::<u32>().read_volatile()),
-            u64::from_le(base.add(OFF_CAPACITY).cast::<u64>().read_volatile()),
-            u64::from_le(base.add(OFF_DATA).cast::<u64>().read_volatile()),
-        )
-    };
-    core::sync::atomic::fence(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(AttachError::BadMagic(magic));
-    }
-    if version != VERSION {
-        return Err(AttachError::BadVersion { found: version, expected: VERSION });
-    }
-    if data != HEADER_LEN as u64 {
-        return Err(AttachError::BadDataOffset(data));
-    }
+    // SAFETY: the caller's promise, passed on.
+    let crate::identity::Identity { align, capacity } =
+        unsafe { crate::identity::read(base, len, MAGIC, VERSION, HEADER_LEN)? };
     if align as usize != ALIGN {
         return Err(AttachError::BadAlign(align));
     }

@@ -30,6 +30,7 @@
 //! neither wake a parked end nor count its claims, so the versions do not mix.
 
 use super::error::{AttachError, InitError};
+use crate::identity::{OFF_ALIGN, OFF_CAPACITY, OFF_DATA, OFF_MAGIC, OFF_VERSION};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Magic number at offset 0 (`"TSHMVARQ"`).
@@ -43,11 +44,6 @@ pub const DEFAULT_ALIGN: usize = 8;
 /// Largest supported capacity (2^48 bytes).
 pub const MAX_CAPACITY: usize = 1 << 48;
 
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_ALIGN: usize = 12;
-const OFF_CAPACITY: usize = 16;
-const OFF_DATA: usize = 24;
 const OFF_PRODUCER_PARKED: usize = 32;
 const OFF_CONSUMER_PARKED: usize = 48;
 const OFF_PRODUCER_CLAIMS: usize = 64;
@@ -260,34 +256,9 @@ pub(crate) unsafe fn format(base: *mut u8, len: usize, cfg: Config) -> Result<Ge
 /// # Safety
 /// `base..base + len` must be readable memory that stays mapped during the call.
 pub(crate) unsafe fn validate(base: *mut u8, len: usize) -> Result<Geometry, AttachError> {
-    if !(base as usize).is_multiple_of(8) {
-        return Err(AttachError::Misaligned(base as usize));
-    }
-    if len < HEADER_LEN {
-        return Err(AttachError::TooShort(len));
-    }
-    // Volatile reads: another process may be writing this memory; each field is read
-    // exactly once and only the checked copy is used afterwards.
-    // SAFETY: `len >= HEADER_LEN`, `base` is 8-aligned, every offset is aligned.
-    let (magic, version, align, capacity, data) = unsafe {
-        (
-            u64::from_le(base.add(OFF_MAGIC).cast::<u64>().read_volatile()),
-            u32::from_le(base.add(OFF_VERSION).cast::<u32>().read_volatile()),
-            u32::from_le(base.add(OFF_ALIGN).cast::<u32>().read_volatile()),
-            u64::from_le(base.add(OFF_CAPACITY).cast::<u64>().read_volatile()),
-            u64::from_le(base.add(OFF_DATA).cast::<u64>().read_volatile()),
-        )
-    };
-    core::sync::atomic::fence(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(AttachError::BadMagic(magic));
-    }
-    if version != VERSION {
-        return Err(AttachError::BadVersion { found: version, expected: VERSION });
-    }
-    if data != HEADER_LEN as u64 {
-        return Err(AttachError::BadDataOffset(data));
-    }
+    // SAFETY: the caller's promise, passed on.
+    let crate::identity::Identity { align, capacity } =
+        unsafe { crate::identity::read(base, len, MAGIC, VERSION, HEADER_LEN)? };
     if !align.is_power_of_two() || !(8..=4096).contains(&align) {
         return Err(AttachError::BadAlign(align));
     }
