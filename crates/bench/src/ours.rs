@@ -44,11 +44,14 @@ pub fn connection_config(queue_bytes: usize, max_message: usize, shm_prefix: &st
 }
 
 /// The bench's server configuration: listen on an ephemeral loopback port, files in
-/// `storage` and `/dev/shm/<shm_prefix>*`.
+/// `storage` and `/dev/shm/<shm_prefix>*` (its counters file too).
 pub fn server_config(storage: &Path, shm_prefix: &str, queue_bytes: usize, max_message: usize) -> ServerConfig {
     let mut cfg = ServerConfig::new("BenchServer".parse().expect("name"), storage);
     cfg.listen = vec!["127.0.0.1:0".parse().expect("addr")];
     cfg.connection = connection_config(queue_bytes, max_message, shm_prefix);
+    // A killed server child's counters file stays: under the bench's prefix, its
+    // cleanup removes it.
+    cfg.stats.prefix = format!("{shm_prefix}stats-");
     cfg
 }
 

@@ -81,6 +81,9 @@ fn server_config(dir: &std::path::Path, prefix: &str, port: u16) -> ServerConfig
     let mut cfg = ServerConfig::new("RpcSrv".parse().unwrap(), dir.join("server"));
     cfg.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
     cfg.connection.shm.prefix = prefix.to_string();
+    // The counters file of a killed server stays: under the test's prefix, the test's
+    // cleanup removes it.
+    cfg.stats.prefix = format!("{prefix}stats-");
     cfg
 }
 
