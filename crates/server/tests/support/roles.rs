@@ -190,9 +190,9 @@ pub fn server_config(env: &RoleEnv) -> ServerConfig {
     let mut cfg = ServerConfig::new(name(SERVER_NAME), env.dir.join("server"));
     cfg.listen = vec![env.addr];
     cfg.connection.shm.prefix = env.shm_prefix.clone();
-    // The counters file of a killed server stays: under the test's prefix, the test's
-    // cleanup removes it.
-    cfg.stats.prefix = format!("{}stats-", env.shm_prefix);
+    // The counters file of a killed server stays: in the test's directory, its
+    // cleanup removes it (and the test's shared-memory files stay the sessions' only).
+    cfg.stats.dir = env.dir.clone();
     cfg.connection.queue_bytes = QUEUE;
     cfg.connection.shm.ring_bytes = RING;
     cfg.connection.session.max_message = MAX_MESSAGE;
