@@ -284,10 +284,9 @@ impl<L: LoginHandler, P: ShardPolicy> Control<L, P> {
                 let h = Handoff { stream: p.stream, peer, login, slot: slot_state, claimed, at: now };
                 if claimed {
                     self.counts.live.fetch_add(1, Ordering::Relaxed);
-                    // Fix: the group's load counts this login from now on, not only
-                    // once the group completed it. Before, every login admitted before
-                    // the groups caught up saw the same loads, so `LeastLoaded` put a
-                    // whole burst of logins into one group.
+                    // A group's load counts a login from its admission, not its
+                    // completion: a burst of logins admitted before the groups catch
+                    // up sees each other's placement (`LeastLoaded` spreads them).
                     self.groups[group].load.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Err(spsc::Full(mut h)) = self.groups[group].outbox.push(h) {
